@@ -1,0 +1,43 @@
+#include "common/hub.h"
+
+#include <string.h>
+
+msg_t *hub_msg(enum msg_type type, const char *host)
+{
+    msg_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->type = type;
+    m->worker = -1;
+    if (host) {
+        strncpy(m->host, host, sizeof(m->host) - 1);
+    }
+    return m;
+}
+
+int hub_to_control(hub_t *h, msg_t *msg)
+{
+    if (!h->to_control) {
+        msg_free(msg);
+        return -1;
+    }
+    return queue_push(h->to_control, msg);
+}
+
+int hub_broadcast(hub_t *h, const msg_t *msg)
+{
+    int rc = 0;
+    for (int i = 0; i < h->n_workers; i++) {
+        if (!h->to_worker[i])
+            continue;
+        msg_t *copy = malloc(sizeof(*copy));
+        if (!copy) {
+            rc = -1;
+            continue;
+        }
+        memcpy(copy, msg, sizeof(*copy));
+        if (queue_push(h->to_worker[i], copy) != 0)
+            rc = -1;
+    }
+    return rc;
+}

@@ -1,0 +1,257 @@
+#include "common/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* Generated from schema.sql at build time (see CMakeLists.txt). */
+extern const char store_schema_sql[];
+
+/* Migrations: entry i upgrades a database from user_version i+1 to i+2.
+ * Version 1 is schema.sql as first released; every later change appends
+ * here and, in the same commit, to schema.sql (so a new file and a migrated
+ * file end up identical — test/unit/test_store.c checks that). */
+static const char *const migrations[] = {
+    NULL, /* sentinel so the array is never empty */
+};
+#define MIGRATIONS_COUNT (sizeof(migrations) / sizeof(migrations[0]) - 1)
+
+#define STMT_CACHE 128
+
+struct store {
+    sqlite3 *db;
+    enum store_mode mode;
+    int in_tx;
+    unsigned nstmts;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } stmts[STMT_CACHE];
+};
+
+int store_schema_version(void)
+{
+    return 1 + (int)MIGRATIONS_COUNT;
+}
+
+static char *dupmsg(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 3;
+    char *m = malloc(n);
+    if (m)
+        snprintf(m, n, "%s: %s", a, b);
+    return m;
+}
+
+static int exec_sql(store_t *s, const char *sql, char **err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        if (err)
+            *err = dupmsg("sql", msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int store_user_version(store_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Brings the file to store_schema_version() in one transaction, so a crash
+ * mid-migration leaves the previous version intact. */
+static int migrate(store_t *s, char **err)
+{
+    if (exec_sql(s, "BEGIN IMMEDIATE", err) != 0)
+        return -1;
+    int v = store_user_version(s);
+    if (v < 0) {
+        *err = dupmsg("migrate", "cannot read user_version");
+        goto fail;
+    }
+    if (v > store_schema_version()) {
+        *err = dupmsg("migrate", "database is newer than this build of hee");
+        goto fail;
+    }
+    /* schema.sql is always the newest schema: a new file needs no migration. */
+    if (v == 0 && exec_sql(s, store_schema_sql, err) != 0)
+        goto fail;
+    for (int i = v - 1; v > 0 && i < (int)MIGRATIONS_COUNT; i++)
+        if (exec_sql(s, migrations[i], err) != 0)
+            goto fail;
+    if (v != store_schema_version()) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", store_schema_version());
+        if (exec_sql(s, pragma, err) != 0)
+            goto fail;
+        log_info("store.migrated", "from=%d to=%d", v, store_schema_version());
+    }
+    return exec_sql(s, "COMMIT", err);
+fail:
+    exec_sql(s, "ROLLBACK", NULL);
+    return -1;
+}
+
+store_t *store_open(const char *path, enum store_mode mode, char **err)
+{
+    store_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        *err = dupmsg("store", "out of memory");
+        return NULL;
+    }
+    s->mode = mode;
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (mode == STORE_RW ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        *err = dupmsg(path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (mode == STORE_RW) {
+        /* WAL lets edge readers run beside the writer; FULL makes every
+         * commit durable before we acknowledge it. */
+        if (exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                        "PRAGMA foreign_keys=ON;", err) != 0)
+            goto fail;
+        if (migrate(s, err) != 0)
+            goto fail;
+    } else {
+        if (exec_sql(s, "PRAGMA foreign_keys=ON; PRAGMA query_only=ON;", err) != 0)
+            goto fail;
+        int v = store_user_version(s);
+        if (v != store_schema_version()) {
+            *err = dupmsg(path, v == 0 ? "database not initialised" : "schema version mismatch");
+            goto fail;
+        }
+    }
+    return s;
+fail:
+    store_close(s);
+    return NULL;
+}
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->nstmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+sqlite3_stmt *store_stmt(store_t *s, const char *sql)
+{
+    for (unsigned i = 0; i < s->nstmts; i++) {
+        if (s->stmts[i].sql == sql) {
+            sqlite3_reset(s->stmts[i].st);
+            sqlite3_clear_bindings(s->stmts[i].st);
+            return s->stmts[i].st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store.prepare", "error=%s", sqlite3_errmsg(s->db));
+        return NULL;
+    }
+    if (s->nstmts < STMT_CACHE) {
+        s->stmts[s->nstmts].sql = sql;
+        s->stmts[s->nstmts].st = st;
+        s->nstmts++;
+    } else {
+        /* Cache full: evict the oldest entry rather than leak. */
+        sqlite3_finalize(s->stmts[0].st);
+        memmove(&s->stmts[0], &s->stmts[1], sizeof(s->stmts[0]) * (STMT_CACHE - 1));
+        s->stmts[STMT_CACHE - 1].sql = sql;
+        s->stmts[STMT_CACHE - 1].st = st;
+    }
+    return st;
+}
+
+sqlite3 *store_db(store_t *s)
+{
+    return s->db;
+}
+
+int store_fail(store_t *s, const char *what)
+{
+    log_error("store.error", "op=%s code=%d error=\"%s\"", what,
+              sqlite3_extended_errcode(s->db), sqlite3_errmsg(s->db));
+    return STORE_ERR;
+}
+
+int store_step_rc(store_t *s, int rc, const char *what)
+{
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return STORE_CONFLICT;
+    return store_fail(s, what);
+}
+
+char *store_col_str(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t)
+        return NULL;
+    return strdup((const char *)t);
+}
+
+int store_bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+int store_begin(store_t *s)
+{
+    if (s->in_tx) {
+        log_error("store.nested_tx", "%s", "note=bug");
+        return STORE_ERR;
+    }
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, "begin");
+    s->in_tx = 1;
+    return STORE_OK;
+}
+
+int store_commit(store_t *s)
+{
+    s->in_tx = 0;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        int rc = store_fail(s, "commit");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    return STORE_OK;
+}
+
+void store_rollback(store_t *s)
+{
+    if (!s->in_tx)
+        return;
+    s->in_tx = 0;
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_in_tx(const store_t *s)
+{
+    return s->in_tx;
+}
+
+int store_checkpoint(store_t *s)
+{
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, "checkpoint");
+    return STORE_OK;
+}

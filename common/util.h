@@ -1,0 +1,43 @@
+/* util: small helpers with no state: randomness, encodings, clocks.
+ * Functions that return char * hand the caller a malloc'd string to free();
+ * functions that write into a caller's buffer never allocate. */
+#ifndef HEE_UTIL_H
+#define HEE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Cryptographically strong random bytes (OpenSSL's DRBG). 0 or -1. */
+int util_random(void *buf, size_t len);
+/* Uniform random integer in [0, bound) (bound > 0); falls back to 0 on failure. */
+uint64_t util_random_below(uint64_t bound);
+/* prefix + nbytes of randomness in base62, e.g. util_random_id("evt_", 16).
+ * Returns a malloc'd string or NULL. */
+char *util_random_id(const char *prefix, size_t nbytes);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void util_hex(char *out, const void *in, size_t len);
+/* Base64 (standard alphabet with padding, or URL-safe without padding when
+ * url != 0). util_b64 returns a malloc'd string; util_unb64 a malloc'd buffer
+ * of *outlen bytes, accepting either alphabet with or without padding;
+ * NULL on bad input. */
+char *util_b64(const void *in, size_t len, int url);
+unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen);
+
+/* Wall clock in milliseconds since the epoch / monotonic milliseconds. */
+int64_t util_now_ms(void);
+int64_t util_mono_ms(void);
+/* Renders ms since the epoch as "2026-11-22T11:10:42.123Z" (buf >= 25 bytes). */
+char *util_iso8601(int64_t ms, char *buf, size_t len);
+/* Parses RFC 3339 ("…Z" or with an offset, optional fraction). 0 or -1. */
+int util_parse_iso8601(const char *s, int64_t *ms);
+
+/* strdup that aborts on allocation failure is not offered on purpose:
+ * callers check for NULL and fail their own way. */
+char *util_strndup(const char *s, size_t n);
+/* Case-insensitive ASCII compare of n bytes; 1 when equal. */
+int util_ascii_ieq(const char *a, const char *b, size_t n);
+
+#endif

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, running and testing Hee needs.
+# Idempotent: packages already present are left alone. Services that Debian would
+# auto-start (knot, nsd) are kept from starting with a temporary policy-rc.d, since
+# the tests start their own instances on loopback.
+set -euo pipefail
+
+BUILD=(build-essential cmake pkg-config clang libclang-rt-14-dev
+       libevent-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libldns-dev
+       libjansson-dev libidn2-dev libpsl-dev libinih-dev libcmocka-dev)
+RUN=(openssl ca-certificates sqlite3 curl)
+TEST=(pebble knot knot-dnsutils python3 python3-cryptography procps iproute2)
+
+want=("${BUILD[@]}" "${RUN[@]}")
+case "${1:-run}" in
+  test) want+=("${TEST[@]}") ;;
+  run)  ;;
+  *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "[deps] all packages present"
+  exit 0
+fi
+
+created_policy=0
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+trap '[[ $created_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d' EXIT
+echo "[deps] installing: ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
