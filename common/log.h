@@ -25,7 +25,8 @@ int log_enabled(enum log_level level);
  * Values that may hold spaces or quotes must go through log_quote(). */
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void log_vwrite(enum log_level level, const char *msg, const char *fmt, va_list ap);
+void log_vwrite(enum log_level level, const char *msg, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* Writes one access line (already key=value) to the access sink, if enabled. */
 void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int log_access_enabled(void);
