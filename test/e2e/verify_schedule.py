@@ -1,0 +1,197 @@
+"""The verification scheduler end to end, against knot (behind
+test/e2e/verify_dns.py's proxy) with zones changed while `hee` runs:
+pending → verified within one interval of the DNS change, drift and recovery
+without losing `verified`, resolver timeouts and SERVFAIL that drift nothing,
+stalled after the (shortened) pending window and verified afterwards,
+restart, and a SIGHUP that swaps the resolver."""
+import os
+import shutil
+import signal
+import sys
+import time
+
+if not shutil.which("knotd"):
+    print("knotd not installed: skipped")
+    sys.exit(77)
+
+from heetest import Hee, expect, run, test  # noqa: E402
+from verify_dns import VerifyDns, hee_verify_conf  # noqa: E402
+
+DNS = VerifyDns().start()
+H = Hee(conf=hee_verify_conf(DNS.addr))
+ACME = H.new_project("acme")
+DNS.knot.set_zone("other.test", ["shop A 198.51.100.7"])
+VERIFIED = ("verified", "issuing_cert", "live")
+
+
+def register(client, host):
+    r = client.post("/v1/edge/domains", {"hostname": host})
+    expect(r.status == 201, r)
+    return r.json()["domain"]
+
+
+def domain(host, h=H, client=ACME):
+    r = client.get("/v1/edge/domains/" + host)
+    expect(r.status == 200, r)
+    return r.json()["domain"]
+
+
+def wait_state(host, wants, timeout=8.0, client=ACME):
+    wants = (wants,) if isinstance(wants, str) else wants
+    end = time.time() + timeout
+    d = None
+    while time.time() < end:
+        d = domain(host, client=client)
+        if d["state"] in wants:
+            return d
+        time.sleep(0.05)
+    raise AssertionError("%s: state %s, expected %s" % (host, d and d["state"], wants))
+
+
+def events(h, host, etype):
+    return [r[0] for r in h.sql("SELECT e.payload FROM events e JOIN domains d ON d.id = e.domain_id "
+                                "WHERE d.hostname = ? AND e.type = ? ORDER BY e.id", (host, etype))]
+
+
+def last_checks(h, host, n):
+    return h.sql("SELECT c.outcome, c.verified FROM checks c JOIN domains d ON d.id = c.domain_id "
+                 "WHERE d.hostname = ? ORDER BY c.id DESC LIMIT ?", (host, n))
+
+
+@test
+def pending_then_verified_within_one_interval():
+    register(ACME, "later.sched.test")
+    DNS.knot.set_zone("sched.test", ["other A 198.51.100.1"])
+    time.sleep(1.5)
+    d = domain("later.sched.test")
+    expect(d["state"] == "pending_ownership" and not d["verified"], d)
+    expect(len(last_checks(H, "later.sched.test", 10)) >= 2, "probed every pending_interval")
+    DNS.knot.set_zone("sched.test", ["other A 198.51.100.1", "later CNAME edge.hee.la."])
+    t0 = time.time()
+    wait_state("later.sched.test", VERIFIED, timeout=5)
+    took = time.time() - t0
+    print("  verified %.2fs after the zone change (pending_interval 1s, +-10%% jitter, tick 250ms)" % took)
+    # one interval (with jitter) plus one tick, plus the API poll's slack
+    expect(took <= 1.1 + 0.25 + 0.65, took)
+
+
+@test
+def drift_and_recovery_keep_verified():
+    DNS.knot.set_zone("drift.test", ["www CNAME edge.hee.la."])
+    register(ACME, "www.drift.test")
+    d0 = wait_state("www.drift.test", ("live",), timeout=10)  # verified, then the issuer's certificate
+    DNS.knot.set_zone("drift.test", ["www CNAME shop.other.test."])
+    d = wait_state("www.drift.test", "drifted", timeout=6)
+    expect(d["verified"] is True and d["verifiedAt"] == d0["verifiedAt"], d)
+    ev = events(H, "www.drift.test", "domain.drift")
+    expect(len(ev) == 1 and '"reason":"dns_changed"' in ev[0] and '"hint":"wrong_target"' in ev[0], ev)
+    expect('"state":"drifted"' in ev[0] and '"verified":true' in ev[0], ev)
+    drifted_at = H.sql("SELECT drifted_at FROM domains WHERE hostname = 'www.drift.test' AND removed_at IS NULL")
+    expect(drifted_at[0][0], drifted_at)
+    DNS.knot.set_zone("drift.test", ["www CNAME edge.hee.la."])
+    d = wait_state("www.drift.test", "live", timeout=6)  # it has a certificate: back to live
+    expect(d["verified"] is True and d["verifiedAt"] == d0["verifiedAt"], d)
+    ev = events(H, "www.drift.test", "domain.monitor_updated")
+    expect(any('"reason":"dns_restored"' in e for e in ev), ev)
+    expect(H.sql("SELECT drifted_at FROM domains WHERE hostname = 'www.drift.test' AND removed_at IS NULL")[0][0]
+           is None)
+    time.sleep(2.5)
+    expect(len(events(H, "www.drift.test", "domain.drift")) == 1, "one event per change, not per probe")
+
+
+@test
+def timeouts_and_servfail_drift_nothing():
+    DNS.knot.set_zone("flaky.test", ["www CNAME edge.hee.la."])
+    register(ACME, "www.flaky.test")
+    wait_state("www.flaky.test", VERIFIED)
+    for what, outcome in (("drop", "timeout"), ("servfail", "servfail")):
+        DNS.rule("flaky.test", what)
+        end = time.time() + 8
+        while time.time() < end and not any(o == outcome for o, _ in last_checks(H, "www.flaky.test", 3)):
+            time.sleep(0.1)
+        expect(any(o == outcome for o, _ in last_checks(H, "www.flaky.test", 3)),
+               (what, last_checks(H, "www.flaky.test", 5)))
+        d = domain("www.flaky.test")
+        expect(d["state"] in VERIFIED and d["verified"] is True, d)
+        DNS.rule("flaky.test", None)
+    expect(events(H, "www.flaky.test", "domain.drift") == [], "transient failures never drift")
+    expect(DNS.stats["dropped"] > 0 and DNS.stats["servfail"] > 0, DNS.stats)
+    # the proxy's servfail for a validating resolver's CD retry too
+    r = ACME.get("/v1/edge/domains/www.flaky.test/checks?limit=10").json()["checks"]
+    expect({c["outcome"] for c in r} >= {"timeout", "servfail"}, r)
+
+
+@test
+def stalled_after_the_window_then_verified():
+    with VerifyDns() as dns2:
+        h2 = Hee(conf=hee_verify_conf(dns2.addr, pending_window="3s", stalled_interval="2s"))
+        try:
+            c = h2.new_project("slow")
+            dns2.knot.set_zone("stall.test", ["other A 198.51.100.1"])
+            register(c, "www.stall.test")
+            t0 = time.time()
+            d = wait_state("www.stall.test", "stalled", timeout=8, client=c)
+            took = time.time() - t0
+            expect(2.5 <= took <= 5.0, took)
+            expect(d["verified"] is False, d)
+            ev = events(h2, "www.stall.test", "domain.failed")
+            expect(len(ev) == 1 and '"reason":"verification_window_ended"' in ev[0] and '"state":"stalled"' in ev[0],
+                   ev)
+            # stalled domains are probed every stalled_interval, not every pending_interval
+            n0 = len(last_checks(h2, "www.stall.test", 100))
+            time.sleep(3)
+            n1 = len(last_checks(h2, "www.stall.test", 100))
+            expect(1 <= n1 - n0 <= 2, (n0, n1))
+            dns2.knot.set_zone("stall.test", ["other A 198.51.100.1", "www CNAME edge.hee.la."])
+            wait_state("www.stall.test", VERIFIED, timeout=5, client=c)
+            expect(len(events(h2, "www.stall.test", "domain.verified")) == 1)
+        finally:
+            h2.stop()
+            h2.cleanup()
+
+
+@test
+def restart_resumes_probing():
+    register(ACME, "restart.sched.test")
+    time.sleep(0.5)
+    H.restart()
+    n0 = len(last_checks(H, "restart.sched.test", 100))
+    zone = ["other A 198.51.100.1", "later CNAME edge.hee.la.", "restart CNAME edge.hee.la."]
+    DNS.knot.set_zone("sched.test", zone)
+    wait_state("restart.sched.test", VERIFIED, timeout=5)
+    expect(len(last_checks(H, "restart.sched.test", 100)) > n0)
+
+
+@test
+def sighup_swaps_the_resolver():
+    register(ACME, "hup.sched.test")
+    time.sleep(1.2)
+    # straight to knot, around the proxy
+    with open(H.conf_path) as f:
+        text = f.read()
+    with open(H.conf_path, "w") as f:
+        f.write(text.replace("resolvers = %s" % DNS.addr, "resolvers = %s" % DNS.knot.addr))
+    H.proc.send_signal(signal.SIGHUP)
+    end = time.time() + 5
+    while time.time() < end and "verify.resolver_reloaded" not in H.stderr_text():
+        time.sleep(0.1)
+    expect("verify.resolver_reloaded" in H.stderr_text(), H.stderr_text()[-2000:])
+    time.sleep(0.3)
+    before = DNS.stats["udp"]
+    n0 = len(last_checks(H, "hup.sched.test", 100))
+    time.sleep(2.2)
+    expect(len(last_checks(H, "hup.sched.test", 100)) > n0, "still probing")
+    expect(DNS.stats["udp"] == before, (before, DNS.stats))
+
+
+def teardown():
+    if os.environ.get("VERIFY_SHOW_LOG"):
+        print("\n".join(line for line in H.stderr_text().splitlines() if "verify." in line or "error" in line))
+    try:
+        H.stop()
+    finally:
+        DNS.stop()
+
+
+if __name__ == "__main__":
+    run(teardown=teardown)

@@ -1,0 +1,871 @@
+/* Probe tests: every hint from synthetic facts (no network), probe_absorb on
+ * hand-built packets, CAA and Cloudflare tables, the JSON shape, and the async
+ * path against a tiny in-process authoritative server that answers one hop
+ * at a time and plays a DNSSEC validator for "bogus." names. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/util.h"
+#include "control/probe.h"
+
+/* ---- synthetic facts ---------------------------------------------------- */
+
+static void facts(probe_facts_t *f, const char *start, dns_status_t st, const char *chain,
+                  const char *values)
+{
+    assert_int_equal(probe_facts_init(f, start), 0);
+    f->queried = true;
+    f->status = st;
+    char buf[512];
+    if (chain) {
+        snprintf(buf, sizeof(buf), "%s", chain);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+            f->chain[f->nchain++] = strdup(t);
+            if (strcmp(t, "edge.hee.la") == 0)
+                f->reached_target = true;
+        }
+    }
+    if (values) {
+        snprintf(buf, sizeof(buf), "%s", values);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, "|", &save); t; t = strtok_r(NULL, "|", &save))
+            assert_int_equal(probe_facts_add_value(f, t), 0);
+    }
+}
+
+typedef struct {
+    probe_answers_t ans;
+    probe_result_t res;
+    probe_request_t req;
+} fx_t;
+
+static const char *const edge_addrs[] = {"192.0.2.10", "2001:db8::10"};
+
+static void fx_init(fx_t *x, unsigned methods)
+{
+    memset(x, 0, sizeof(*x));
+    x->req.hostname = "www.cust.test";
+    x->req.cname_target = "edge.hee.la";
+    x->req.edge_addrs = edge_addrs;
+    x->req.n_edge_addrs = 2;
+    x->req.methods = methods;
+}
+
+static void fx_decide(fx_t *x)
+{
+    assert_int_equal(probe_decide(&x->req, &x->ans, &x->res), 0);
+    assert_non_null(x->res.outcome);
+    assert_non_null(x->res.summary);
+    assert_true(strlen(x->res.summary) <= 255);
+}
+
+static void fx_free(fx_t *x)
+{
+    probe_result_clear(&x->res);
+    probe_facts_clear(&x->ans.a);
+    probe_facts_clear(&x->ans.aaaa);
+    probe_facts_clear(&x->ans.txt);
+    probe_facts_clear(&x->ans.caa);
+}
+
+static const probe_record_t *rec(const fx_t *x, const char *type)
+{
+    for (size_t i = 0; i < x->res.nrecords; i++)
+        if (strcmp(x->res.records[i].type, type) == 0)
+            return &x->res.records[i];
+    fail_msg("no %s record", type);
+    return NULL;
+}
+
+#define ALL_METHODS (PROBE_M_CNAME | PROBE_M_A | PROBE_M_TXT)
+
+static void test_verified_cname(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_decide(&x);
+    assert_true(x.res.verified);
+    assert_int_equal(x.res.method, PROBE_M_CNAME);
+    assert_string_equal(x.res.verdict, "verified");
+    assert_int_equal(x.res.hint, PROBE_HINT_OK);
+    assert_int_equal(rec(&x, "CNAME")->hint, PROBE_HINT_OK);
+    assert_string_equal(rec(&x, "CNAME")->expected, "edge.hee.la");
+    assert_string_equal(rec(&x, "CNAME")->found[0], "edge.hee.la");
+    assert_int_equal(rec(&x, "AAAA")->hint, PROBE_HINT_OK);
+    assert_string_equal(x.res.summary, "cname=edge.hee.la a=- aaaa=- hint=ok");
+    fx_free(&x);
+}
+
+static void test_verified_a(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME | PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "192.0.2.10");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, "2001:db8:0::10");
+    fx_decide(&x);
+    assert_true(x.res.verified);
+    assert_int_equal(x.res.method, PROBE_M_A);
+    assert_int_equal(rec(&x, "CNAME")->hint, PROBE_HINT_OK); /* A is an accepted way */
+    assert_string_equal(rec(&x, "A")->expected, "192.0.2.10");
+    assert_string_equal(rec(&x, "AAAA")->expected, "2001:db8::10");
+    fx_free(&x);
+}
+
+static void test_verified_txt(void **state)
+{
+    fx_t x;
+    fx_init(&x, ALL_METHODS);
+    x.req.txt_value = "tok-123";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "old.host.example", "198.51.100.1");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "old.host.example", NULL);
+    facts(&x.ans.txt, "_customdomain-challenge.www.cust.test", DNS_OK, NULL, "other|tok-123");
+    fx_decide(&x);
+    assert_true(x.res.verified);
+    assert_int_equal(x.res.method, PROBE_M_TXT);
+    assert_int_equal(x.res.hint, PROBE_HINT_OK);
+    /* The CNAME still points elsewhere and the report says so. */
+    assert_int_equal(rec(&x, "CNAME")->hint, PROBE_HINT_WRONG_TARGET);
+    assert_int_equal(rec(&x, "TXT")->hint, PROBE_HINT_OK);
+    assert_string_equal(rec(&x, "TXT")->name, "_customdomain-challenge.www.cust.test");
+    fx_free(&x);
+}
+
+static void test_missing(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_string_equal(x.res.verdict, "unverified");
+    assert_int_equal(x.res.hint, PROBE_HINT_MISSING);
+    assert_string_equal(x.res.outcome, "www.cust.test has no CNAME record (expected edge.hee.la)");
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_OK); /* A not accepted: no hint */
+    fx_free(&x);
+}
+
+static void test_nxdomain(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME | PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_NXDOMAIN, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_ERR_NXDOMAIN, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_NXDOMAIN);
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_NXDOMAIN);
+    assert_string_equal(x.res.outcome, "www.cust.test does not exist (NXDOMAIN)");
+    fx_free(&x);
+}
+
+static void test_wrong_target(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "shop.other.example", "198.51.100.7");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "shop.other.example", NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TARGET);
+    assert_string_equal(x.res.outcome, "www.cust.test points to shop.other.example instead of edge.hee.la");
+    fx_free(&x);
+    /* A dangling CNAME (target does not exist) is a wrong target too. */
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_NXDOMAIN, "typo.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_ERR_NXDOMAIN, "typo.hee.la", NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TARGET);
+    fx_free(&x);
+}
+
+static void test_wrong_type(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "198.51.100.7");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(rec(&x, "CNAME")->hint, PROBE_HINT_WRONG_TYPE);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TYPE);
+    fx_free(&x);
+}
+
+static void test_cloudflare_proxy(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME | PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "104.16.132.229|172.67.1.2");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, "2606:4700::6810:84e5");
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_CLOUDFLARE_PROXY);
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_CLOUDFLARE_PROXY);
+    assert_int_equal(rec(&x, "AAAA")->hint, PROBE_HINT_CLOUDFLARE_PROXY);
+    fx_free(&x);
+}
+
+static void test_partial(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "192.0.2.10|198.51.100.7");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_PARTIAL);
+    assert_int_equal(x.res.hint, PROBE_HINT_PARTIAL);
+    fx_free(&x);
+    /* A method, all addresses elsewhere: the sentence names the address. */
+    fx_init(&x, PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "198.51.100.7");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TARGET);
+    assert_string_equal(x.res.outcome, "www.cust.test points to 198.51.100.7, not to the edge addresses");
+    fx_free(&x);
+    /* A method, nothing there. */
+    fx_init(&x, PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_MISSING);
+    assert_string_equal(x.res.outcome, "www.cust.test has no A records");
+    fx_free(&x);
+}
+
+static void test_caa_blocks_issuer(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue digicert.com|0 iodef mailto:x@y");
+    free(x.ans.caa.owner);
+    x.ans.caa.owner = strdup("cust.test");
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(x.res.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    assert_string_equal(rec(&x, "CAA")->name, "cust.test");
+    assert_string_equal(rec(&x, "CAA")->expected, "letsencrypt.org");
+    assert_string_equal(x.res.outcome, "CAA records at cust.test do not allow letsencrypt.org to issue");
+    fx_free(&x);
+    /* Allowed issuer: verified, CAA row ok. */
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=dns-01");
+    fx_decide(&x);
+    assert_true(x.res.verified);
+    assert_int_equal(rec(&x, "CAA")->hint, PROBE_HINT_OK);
+    fx_free(&x);
+}
+
+static void test_stray_aaaa(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_A);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "192.0.2.10");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, "2001:db8::99");
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_OK);
+    assert_int_equal(rec(&x, "AAAA")->hint, PROBE_HINT_STRAY_AAAA);
+    assert_int_equal(x.res.hint, PROBE_HINT_STRAY_AAAA);
+    fx_free(&x);
+    /* An edge without IPv6: any AAAA next to a right CNAME-less A is stray. */
+    fx_init(&x, PROBE_M_A);
+    x.req.n_edge_addrs = 1;
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "192.0.2.10");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, "2001:db8::10");
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_STRAY_AAAA);
+    fx_free(&x);
+}
+
+static void test_dnssec_bogus(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_SERVFAIL, "edge.hee.la", NULL);
+    x.ans.a.cd_answered = true;
+    facts(&x.ans.aaaa, "www.cust.test", DNS_ERR_SERVFAIL, NULL, NULL);
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(x.res.hint, PROBE_HINT_DNSSEC_BOGUS);
+    assert_string_equal(x.res.verdict, "unverified");
+    fx_free(&x);
+}
+
+static void test_cname_loop(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "b.cust.test www.cust.test", NULL);
+    x.ans.a.loop = true;
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "b.cust.test www.cust.test", NULL);
+    x.ans.aaaa.loop = true;
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_CNAME_LOOP);
+    assert_string_equal(x.res.summary, "cname=b.cust.test>www.cust.test a=- aaaa=- hint=cname_loop");
+    fx_free(&x);
+}
+
+static void test_servfail_and_timeout(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_REFUSED, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_ERR_SERVFAIL, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_SERVFAIL);
+    assert_string_equal(x.res.verdict, "inconclusive");
+    fx_free(&x);
+    fx_init(&x, PROBE_M_CNAME);
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_TIMEOUT, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_ERR_NETWORK, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_TIMEOUT);
+    assert_string_equal(x.res.verdict, "inconclusive");
+    fx_free(&x);
+}
+
+static void test_txt_wrong_value_and_priority(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_TXT);
+    x.req.txt_value = "tok-123";
+    facts(&x.ans.a, "www.cust.test", DNS_ERR_TIMEOUT, NULL, NULL); /* irrelevant to TXT */
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.txt, "_customdomain-challenge.www.cust.test", DNS_OK, NULL, "tok-999");
+    fx_decide(&x);
+    assert_int_equal(rec(&x, "TXT")->hint, PROBE_HINT_WRONG_TARGET);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TARGET);
+    assert_string_equal(x.res.outcome,
+                        "the ownership TXT record at _customdomain-challenge.www.cust.test holds another value");
+    assert_int_equal(rec(&x, "A")->hint, PROBE_HINT_TIMEOUT); /* shown, not decisive */
+    assert_string_equal(x.res.verdict, "unverified");
+    fx_free(&x);
+    /* CNAME wrong and TXT missing: the wrong CNAME is the better hint. */
+    fx_init(&x, PROBE_M_CNAME | PROBE_M_TXT);
+    x.req.txt_value = "tok-123";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "elsewhere.example", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "elsewhere.example", NULL);
+    facts(&x.ans.txt, "_customdomain-challenge.www.cust.test", DNS_ERR_NXDOMAIN, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(rec(&x, "TXT")->hint, PROBE_HINT_MISSING);
+    assert_int_equal(x.res.hint, PROBE_HINT_WRONG_TARGET);
+    fx_free(&x);
+}
+
+static void test_json(void **state)
+{
+    fx_t x;
+    fx_init(&x, ALL_METHODS);
+    x.req.txt_value = "tok";
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "a.example edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "a.example edge.hee.la", NULL);
+    facts(&x.ans.txt, "_customdomain-challenge.www.cust.test", DNS_ERR_NXDOMAIN, NULL, NULL);
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_decide(&x);
+    json_t *j = probe_result_to_json(&x.res);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(s,
+        "{\"verdict\":\"verified\",\"hint\":\"ok\",\"verified\":true,\"method\":\"cname\","
+        "\"outcome\":\"www.cust.test is a CNAME to edge.hee.la\",\"records\":["
+        "{\"type\":\"CNAME\",\"name\":\"www.cust.test\",\"found\":[\"a.example\",\"edge.hee.la\"],"
+        "\"expected\":\"edge.hee.la\",\"hint\":\"ok\",\"status\":\"OK\"},"
+        "{\"type\":\"A\",\"name\":\"www.cust.test\",\"found\":[],\"expected\":\"192.0.2.10\","
+        "\"hint\":\"ok\",\"status\":\"OK\"},"
+        "{\"type\":\"AAAA\",\"name\":\"www.cust.test\",\"found\":[],\"expected\":\"2001:db8::10\","
+        "\"hint\":\"ok\",\"status\":\"OK\"},"
+        "{\"type\":\"TXT\",\"name\":\"_customdomain-challenge.www.cust.test\",\"found\":[],"
+        "\"expected\":\"tok\",\"hint\":\"missing\",\"status\":\"NXDOMAIN\"},"
+        "{\"type\":\"CAA\",\"name\":\"www.cust.test\",\"found\":[],\"expected\":\"letsencrypt.org\","
+        "\"hint\":\"ok\",\"status\":\"OK\"}]}");
+    free(s);
+    json_decref(j);
+    fx_free(&x);
+}
+
+static void test_caa_allows(void **state)
+{
+    char *none[] = {NULL};
+    assert_true(probe_caa_allows(none, 0, "letsencrypt.org"));
+    char *le[] = {"0 issue letsencrypt.org"};
+    assert_true(probe_caa_allows(le, 1, "letsencrypt.org"));
+    char *other[] = {"0 issue digicert.com", "0 issue  pki.goog ; x=y"};
+    assert_false(probe_caa_allows(other, 2, "letsencrypt.org"));
+    assert_true(probe_caa_allows(other, 2, "pki.goog"));
+    char *deny[] = {"0 issue ;"};
+    assert_false(probe_caa_allows(deny, 1, "letsencrypt.org"));
+    char *wild_only[] = {"0 issuewild digicert.com", "0 iodef mailto:a@b"};
+    assert_true(probe_caa_allows(wild_only, 2, "letsencrypt.org"));
+    char *critical[] = {"128 tbs unknown"};
+    assert_false(probe_caa_allows(critical, 1, "letsencrypt.org"));
+    char *noncritical[] = {"0 tbs unknown"};
+    assert_true(probe_caa_allows(noncritical, 1, "letsencrypt.org"));
+    char *prefix[] = {"0 issue letsencrypt.org.evil"};
+    assert_false(probe_caa_allows(prefix, 1, "letsencrypt.org"));
+}
+
+static void test_cloudflare_table(void **state)
+{
+    assert_true(probe_is_cloudflare("104.16.0.1"));
+    assert_true(probe_is_cloudflare("104.23.255.255"));
+    assert_false(probe_is_cloudflare("104.32.0.0"));
+    assert_true(probe_is_cloudflare("162.159.1.1"));
+    assert_false(probe_is_cloudflare("162.160.0.0"));
+    assert_true(probe_is_cloudflare("2a06:98c7::1"));
+    assert_false(probe_is_cloudflare("2a06:98c8::1"));
+    assert_true(probe_is_cloudflare("2606:4700:3031::ac43:b1e3"));
+    assert_false(probe_is_cloudflare("192.0.2.10"));
+    assert_false(probe_is_cloudflare("not-an-ip"));
+}
+
+/* ---- probe_absorb on packets -------------------------------------------- */
+
+static ldns_pkt *answer_pkt(ldns_pkt_rcode rc, const char *const *rrs, size_t n)
+{
+    ldns_pkt *p = ldns_pkt_new();
+    ldns_pkt_set_qr(p, true);
+    ldns_pkt_set_rcode(p, (uint8_t)rc);
+    for (size_t i = 0; i < n; i++) {
+        ldns_rr *rr = NULL;
+        assert_int_equal(ldns_rr_new_frm_str(&rr, rrs[i], 300, NULL, NULL), LDNS_STATUS_OK);
+        ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, rr);
+    }
+    return p;
+}
+
+static void test_absorb_full_chain(void **state)
+{
+    const char *rrs[] = {
+        "edge.hee.la. A 192.0.2.10",
+        "WWW.Cust.Test. CNAME a.example.",
+        "a.example. CNAME Edge.Hee.La.",
+        "stray.example. A 6.6.6.6",
+    };
+    ldns_pkt *p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 4);
+    probe_facts_t f;
+    const char *next = "x";
+    probe_facts_init(&f, "www.cust.test");
+    assert_int_equal(probe_absorb(&f, "www.cust.test", LDNS_RR_TYPE_A, "edge.hee.la", p, &next), 0);
+    assert_null(next);
+    assert_int_equal(f.nchain, 2);
+    assert_string_equal(f.chain[1], "edge.hee.la");
+    assert_true(f.reached_target);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], "192.0.2.10");
+    assert_string_equal(f.owner, "edge.hee.la");
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+}
+
+static void test_absorb_step_by_step(void **state)
+{
+    const char *r1[] = {"www.cust.test. CNAME c2.cust.test.", "c2.cust.test. CNAME c3.other.test."};
+    const char *r2[] = {"c3.other.test. CNAME edge.hee.la."};
+    ldns_pkt *p1 = answer_pkt(LDNS_RCODE_NOERROR, r1, 2), *p2 = answer_pkt(LDNS_RCODE_NOERROR, r2, 1);
+    probe_facts_t f;
+    const char *next = NULL;
+    probe_facts_init(&f, "www.cust.test");
+    assert_int_equal(probe_absorb(&f, "www.cust.test", LDNS_RR_TYPE_A, "edge.hee.la", p1, &next), 0);
+    assert_non_null(next);
+    assert_string_equal(next, "c3.other.test");
+    assert_int_equal(probe_absorb(&f, next, LDNS_RR_TYPE_A, "edge.hee.la", p2, &next), 0);
+    assert_null(next); /* reached the edge: no query for its A */
+    assert_true(f.reached_target);
+    assert_int_equal(f.nchain, 3);
+    probe_facts_clear(&f);
+    ldns_pkt_free(p1);
+    ldns_pkt_free(p2);
+}
+
+static void test_absorb_loop_and_length(void **state)
+{
+    const char *r1[] = {"a.test. CNAME b.test.", "b.test. CNAME A.test."};
+    ldns_pkt *p = answer_pkt(LDNS_RCODE_NOERROR, r1, 2);
+    probe_facts_t f;
+    const char *next = NULL;
+    probe_facts_init(&f, "a.test");
+    assert_int_equal(probe_absorb(&f, "a.test", LDNS_RR_TYPE_A, "edge.hee.la", p, &next), 0);
+    assert_null(next);
+    assert_true(f.loop);
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+
+    /* Nine hops, all distinct: one too many. */
+    char bufs[9][64];
+    const char *rrs[9];
+    for (int i = 0; i < 9; i++) {
+        snprintf(bufs[i], sizeof(bufs[i]), "h%d.test. CNAME h%d.test.", i, i + 1);
+        rrs[i] = bufs[i];
+    }
+    p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 9);
+    probe_facts_init(&f, "h0.test");
+    assert_int_equal(probe_absorb(&f, "h0.test", LDNS_RR_TYPE_A, "edge.hee.la", p, &next), 0);
+    assert_true(f.loop);
+    assert_int_equal(f.nchain, PROBE_MAX_HOPS + 1);
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+
+    /* Exactly eight hops is fine. */
+    p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 8);
+    probe_facts_init(&f, "h0.test");
+    assert_int_equal(probe_absorb(&f, "h0.test", LDNS_RR_TYPE_A, "edge.hee.la", p, &next), 0);
+    assert_false(f.loop);
+    assert_string_equal(next, "h8.test");
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+}
+
+static void test_absorb_values(void **state)
+{
+    const char *rrs[] = {
+        "t.test. TXT \"part1\" \"part2\"",
+        "t.test. TXT \"bin\\000\\255\"",
+        "t.test. CAA 0 issue \"letsencrypt.org\"",
+        "t.test. AAAA 2001:db8::1",
+    };
+    ldns_pkt *p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 4);
+    probe_facts_t f;
+    const char *next = NULL;
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_TXT, NULL, p, &next), 0);
+    assert_int_equal(f.nvalues, 2);
+    assert_string_equal(f.values[0], "part1part2");
+    assert_string_equal(f.values[1], "bin\\000\\255");
+    probe_facts_clear(&f);
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_CAA, NULL, p, &next), 0);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], "0 issue letsencrypt.org");
+    probe_facts_clear(&f);
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_AAAA, NULL, p, &next), 0);
+    assert_string_equal(f.values[0], "2001:db8::1");
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+}
+
+static void test_normalize(void **state)
+{
+    char *s = probe_normalize_name("WWW.Example.COM.");
+    assert_string_equal(s, "www.example.com");
+    free(s);
+    assert_null(probe_normalize_name(""));
+    assert_null(probe_normalize_name("a..b"));
+}
+
+/* ---- async path against a fake authoritative server --------------------- */
+
+static const char *const fake_zone[] = {
+    "www.cust.test. CNAME edge.hee.la.",
+    "edge.hee.la. A 192.0.2.10",
+    "c1.cust.test. CNAME c2.cust.test.",
+    "c2.cust.test. CNAME c3.other.test.",
+    "c3.other.test. CNAME edge.hee.la.",
+    "apex.cust.test. A 192.0.2.10",
+    "cust.test. CAA 0 issue \"letsencrypt.org\"",
+    "blocked.test. CAA 0 issue \"digicert.com\"",
+    "www.blocked.test. CNAME edge.hee.la.",
+    "bogus.cust.test. CNAME edge.hee.la.",
+    "_customdomain-challenge.txt.cust.test. TXT \"tok-1\"",
+};
+
+typedef struct {
+    int fd;
+    struct event *ev;
+    ldns_rr_list *zone;
+    int seen;
+} zone_srv_t;
+
+/* One hop per answer: a CNAME is never chased, like a server authoritative
+ * only for the name asked. "bogus." names SERVFAIL unless CD is set, like a
+ * validator; "silent." names get no answer. */
+static void on_zone_query(evutil_socket_t fd, short what, void *arg)
+{
+    zone_srv_t *z = arg;
+    uint8_t buf[4096];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+    ldns_pkt *q = NULL;
+    if (n <= 0 || ldns_wire2pkt(&q, buf, (size_t)n) != LDNS_STATUS_OK)
+        return;
+    z->seen++;
+    ldns_rr *qrr = ldns_rr_list_rr(ldns_pkt_question(q), 0);
+    ldns_rdf *qname = ldns_rr_owner(qrr);
+    char *name = ldns_rdf2str(qname);
+    ldns_pkt *r = ldns_pkt_new();
+    ldns_pkt_set_id(r, ldns_pkt_id(q));
+    ldns_pkt_set_qr(r, true);
+    ldns_pkt_push_rr(r, LDNS_SECTION_QUESTION, ldns_rr_clone(qrr));
+    if (strncmp(name, "silent.", 7) == 0)
+        goto out;
+    if (strncmp(name, "bogus.", 6) == 0 && !ldns_pkt_cd(q)) {
+        ldns_pkt_set_rcode(r, LDNS_RCODE_SERVFAIL);
+    } else {
+        bool exists = false, typed = false;
+        const ldns_rr *cname = NULL;
+        for (size_t i = 0; i < ldns_rr_list_rr_count(z->zone); i++) {
+            ldns_rr *rr = ldns_rr_list_rr(z->zone, i);
+            if (ldns_dname_compare(ldns_rr_owner(rr), qname) != 0)
+                continue;
+            exists = true;
+            if (ldns_rr_get_type(rr) == ldns_rr_get_type(qrr)) {
+                ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, ldns_rr_clone(rr));
+                typed = true;
+            } else if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME) {
+                cname = rr;
+            }
+        }
+        if (!typed && cname)
+            ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, ldns_rr_clone(cname));
+        ldns_pkt_set_rcode(r, exists ? LDNS_RCODE_NOERROR : LDNS_RCODE_NXDOMAIN);
+    }
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    if (ldns_pkt2wire(&wire, r, &len) == LDNS_STATUS_OK)
+        (void)sendto(fd, wire, len, 0, (struct sockaddr *)&from, flen);
+    free(wire);
+out:
+    free(name);
+    ldns_pkt_free(r);
+    ldns_pkt_free(q);
+}
+
+static zone_srv_t *zone_srv_new(struct event_base *base, uint16_t *port)
+{
+    zone_srv_t *z = calloc(1, sizeof(*z));
+    z->zone = ldns_rr_list_new();
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(fake_zone); i++) {
+        ldns_rr *rr = NULL;
+        assert_int_equal(ldns_rr_new_frm_str(&rr, fake_zone[i], 300, NULL, NULL), LDNS_STATUS_OK);
+        ldns_rr_list_push_rr(z->zone, rr);
+    }
+    z->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(z->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    assert_int_equal(getsockname(z->fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    z->ev = event_new(base, z->fd, EV_READ | EV_PERSIST, on_zone_query, z);
+    event_add(z->ev, NULL);
+    return z;
+}
+
+static void zone_srv_free(zone_srv_t *z)
+{
+    event_free(z->ev);
+    close(z->fd);
+    ldns_rr_list_deep_free(z->zone);
+    free(z);
+}
+
+typedef struct {
+    int done;
+    bool verified;
+    probe_hint_t hint;
+    probe_method_t method;
+    char json[4096];
+} outcome_t;
+
+static void on_probe(const probe_result_t *res, void *arg)
+{
+    outcome_t *o = arg;
+    o->done++;
+    o->verified = res->verified;
+    o->hint = res->hint;
+    o->method = res->method;
+    json_t *j = probe_result_to_json(res);
+    char *s = json_dumps(j, JSON_COMPACT);
+    snprintf(o->json, sizeof(o->json), "%s", s ? s : "");
+    free(s);
+    json_decref(j);
+}
+
+typedef struct {
+    struct event_base *base;
+    zone_srv_t *z;
+    dns_resolver_t *r;
+    probe_ctx_t *ctx;
+} env_t;
+
+static void env_init(env_t *e, size_t max_active, int deadline_ms)
+{
+    uint16_t port;
+    e->base = event_base_new();
+    e->z = zone_srv_new(e->base, &port);
+    char srv[64];
+    snprintf(srv, sizeof(srv), "127.0.0.1:%u", port);
+    const char *servers[] = {srv};
+    e->r = dns_resolver_new(e->base, servers, 1, 1000, 2);
+    e->ctx = probe_ctx_new(e->base, e->r, max_active, deadline_ms);
+    assert_non_null(e->ctx);
+}
+
+static void env_free(env_t *e)
+{
+    probe_ctx_free(e->ctx);
+    dns_resolver_free(e->r);
+    zone_srv_free(e->z);
+    event_base_free(e->base);
+}
+
+static void env_wait(env_t *e, outcome_t *o, size_t n)
+{
+    int64_t end = util_mono_ms() + 5000;
+    for (;;) {
+        size_t done = 0;
+        for (size_t i = 0; i < n; i++)
+            done += (size_t)o[i].done;
+        if (done >= n || util_mono_ms() > end)
+            break;
+        event_base_loop(e->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(100);
+    }
+}
+
+static outcome_t run_one(const char *host, unsigned methods, const char *txt, const char *ca,
+                         int deadline_ms)
+{
+    env_t e;
+    env_init(&e, 0, deadline_ms);
+    probe_request_t req = {.hostname = host, .edge_addrs = edge_addrs, .n_edge_addrs = 2,
+                           .methods = methods, .txt_value = txt, .ca_identifier = ca};
+    outcome_t o = {0};
+    assert_non_null(probe_run(e.ctx, &req, on_probe, &o));
+    assert_int_equal(o.done, 0);
+    env_wait(&e, &o, 1);
+    assert_int_equal(o.done, 1);
+    env_free(&e);
+    return o;
+}
+
+static void test_async_paths(void **state)
+{
+    outcome_t o = run_one("WWW.cust.test.", PROBE_M_CNAME, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_int_equal(o.method, PROBE_M_CNAME);
+    /* CAA found by climbing from www.cust.test to cust.test. */
+    assert_non_null(strstr(o.json, "{\"type\":\"CAA\",\"name\":\"cust.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+
+    o = run_one("c1.cust.test", PROBE_M_CNAME, NULL, NULL, 0);
+    assert_true(o.verified);
+    assert_non_null(strstr(o.json, "\"found\":[\"c2.cust.test\",\"c3.other.test\",\"edge.hee.la\"]"));
+
+    o = run_one("apex.cust.test", PROBE_M_CNAME | PROBE_M_A, NULL, NULL, 0);
+    assert_true(o.verified);
+    assert_int_equal(o.method, PROBE_M_A);
+
+    o = run_one("txt.cust.test", PROBE_M_CNAME | PROBE_M_TXT, "tok-1", NULL, 0);
+    assert_true(o.verified);
+    assert_int_equal(o.method, PROBE_M_TXT);
+
+    o = run_one("nothere.cust.test", PROBE_M_CNAME, NULL, NULL, 0);
+    assert_int_equal(o.hint, PROBE_HINT_NXDOMAIN);
+
+    o = run_one("www.blocked.test", PROBE_M_CNAME, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+
+    o = run_one("bogus.cust.test", PROBE_M_CNAME, NULL, NULL, 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_DNSSEC_BOGUS);
+    assert_non_null(strstr(o.json, "\"found\":[\"edge.hee.la\"]")); /* what CD revealed */
+}
+
+static void test_async_deadline(void **state)
+{
+    int64_t t0 = util_mono_ms();
+    /* The resolver would give up after 2 x 1000 ms; the probe deadline
+     * (80 ms) ends it first. Loose upper bound: the machine may be busy. */
+    outcome_t o = run_one("silent.cust.test", PROBE_M_CNAME, NULL, NULL, 80);
+    assert_int_equal(o.hint, PROBE_HINT_TIMEOUT);
+    assert_false(o.verified);
+    int64_t took = util_mono_ms() - t0;
+    assert_true(took >= 75 && took < 900);
+}
+
+static void test_async_queue_and_cancel(void **state)
+{
+    env_t e;
+    env_init(&e, 2, 0);
+    probe_request_t req = {.hostname = "www.cust.test", .methods = PROBE_M_CNAME};
+    outcome_t o[10];
+    probe_t *p[10];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < 10; i++)
+        assert_non_null(p[i] = probe_run(e.ctx, &req, on_probe, &o[i]));
+    assert_int_equal(probe_ctx_pending(e.ctx), 10);
+    probe_cancel(p[0]); /* running */
+    probe_cancel(p[9]); /* queued */
+    assert_int_equal(probe_ctx_pending(e.ctx), 8);
+    env_wait(&e, o + 1, 8);
+    for (int i = 1; i < 9; i++) {
+        assert_int_equal(o[i].done, 1);
+        assert_true(o[i].verified);
+    }
+    assert_int_equal(o[0].done, 0);
+    assert_int_equal(o[9].done, 0);
+    assert_int_equal(probe_ctx_pending(e.ctx), 0);
+    /* Bad input is refused up front, without a callback. */
+    probe_request_t bad = {.hostname = "single-label", .methods = PROBE_M_CNAME};
+    assert_null(probe_run(e.ctx, &bad, on_probe, &o[0]));
+    const char *bad_addr[] = {"not-an-ip"};
+    probe_request_t bad2 = {.hostname = "a.test", .edge_addrs = bad_addr, .n_edge_addrs = 1};
+    assert_null(probe_run(e.ctx, &bad2, on_probe, &o[0]));
+    /* Freeing with probes in flight: no callbacks, no leaks. */
+    assert_non_null(probe_run(e.ctx, &req, on_probe, &o[0]));
+    env_free(&e);
+    assert_int_equal(o[0].done, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verified_cname),
+        cmocka_unit_test(test_verified_a),
+        cmocka_unit_test(test_verified_txt),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_nxdomain),
+        cmocka_unit_test(test_wrong_target),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_cloudflare_proxy),
+        cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_caa_blocks_issuer),
+        cmocka_unit_test(test_stray_aaaa),
+        cmocka_unit_test(test_dnssec_bogus),
+        cmocka_unit_test(test_cname_loop),
+        cmocka_unit_test(test_servfail_and_timeout),
+        cmocka_unit_test(test_txt_wrong_value_and_priority),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_caa_allows),
+        cmocka_unit_test(test_cloudflare_table),
+        cmocka_unit_test(test_absorb_full_chain),
+        cmocka_unit_test(test_absorb_step_by_step),
+        cmocka_unit_test(test_absorb_loop_and_length),
+        cmocka_unit_test(test_absorb_values),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_async_paths),
+        cmocka_unit_test(test_async_deadline),
+        cmocka_unit_test(test_async_queue_and_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
