@@ -12,6 +12,7 @@ CREATE TABLE projects (
   max_domains      INTEGER NOT NULL DEFAULT 50,  -- plan limit on active domains
   settings         TEXT NOT NULL DEFAULT '{}',   -- JSON object (verification methods, headers, …)
   hmac_key         BLOB NOT NULL,                -- signs tenant headers sent upstream
+  active_domains   INTEGER NOT NULL DEFAULT 0,   -- maintained by the domains_count_* triggers
   created_at       INTEGER NOT NULL,
   updated_at       INTEGER NOT NULL,
   deleted_at       INTEGER
@@ -19,7 +20,7 @@ CREATE TABLE projects (
 
 CREATE TABLE tokens (
   id           TEXT PRIMARY KEY,                 -- "tok_…", safe to log
-  project_id   INTEGER NOT NULL REFERENCES projects(id),
+  project_id   INTEGER REFERENCES projects(id),  -- NULL: operator token (apps:admin, every project)
   hash         BLOB NOT NULL UNIQUE,             -- SHA-256 of the secret part; the token itself is never stored
   scopes       TEXT NOT NULL,                    -- space-separated seed scopes
   name         TEXT NOT NULL DEFAULT '',
@@ -54,6 +55,21 @@ CREATE UNIQUE INDEX domains_active_hostname ON domains(hostname) WHERE removed_a
 CREATE INDEX domains_hostname ON domains(hostname);
 CREATE INDEX domains_project ON domains(project_id, id);
 CREATE INDEX domains_next_probe ON domains(next_probe_at) WHERE removed_at IS NULL AND next_probe_at IS NOT NULL;
+-- projects.active_domains follows every insert, removal, move and delete, so
+-- the plan-limit check is one row read rather than a count over the domains.
+CREATE TRIGGER domains_count_insert AFTER INSERT ON domains WHEN NEW.removed_at IS NULL
+BEGIN
+  UPDATE projects SET active_domains = active_domains + 1 WHERE id = NEW.project_id;
+END;
+CREATE TRIGGER domains_count_update AFTER UPDATE OF removed_at, project_id ON domains
+BEGIN
+  UPDATE projects SET active_domains = active_domains - 1 WHERE id = OLD.project_id AND OLD.removed_at IS NULL;
+  UPDATE projects SET active_domains = active_domains + 1 WHERE id = NEW.project_id AND NEW.removed_at IS NULL;
+END;
+CREATE TRIGGER domains_count_delete AFTER DELETE ON domains WHEN OLD.removed_at IS NULL
+BEGIN
+  UPDATE projects SET active_domains = active_domains - 1 WHERE id = OLD.project_id;
+END;
 
 CREATE TABLE certificates (
   id           INTEGER PRIMARY KEY,

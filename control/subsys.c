@@ -1,26 +1,52 @@
 #include "control/subsys.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/log.h"
+#include "control/api.h"
 #include "control/ctl.h"
+#include "control/hooks.h"
+#include "control/issuer.h"
+#include "control/verify.h"
 
 int subsys_start(struct control *c, char **err)
 {
-    (void)c;
-    (void)err;
+    if (!(c->api = api_new(c, err)))
+        return -1;
+    if (!(c->hooks = hooks_new(c, err)))
+        return -1;
+    if (hooks_api_init(c->hooks, c->api) != 0)
+        return *err = strdup("cannot register the webhook API routes"), -1;
+    if (!(c->issuer = issuer_new(c, err)))
+        return -1;
+    if (!(c->verify = verify_new(c, err)))
+        return -1;
     return 0;
 }
 
 void subsys_reload(struct control *c)
 {
-    (void)c;
+    hooks_reload(c->hooks);
+    issuer_reload(c->issuer);
+    verify_reload(c->verify);
 }
 
 void subsys_stop(struct control *c)
 {
-    (void)c;
+    verify_stop(c->verify); /* first: recording its last results may emit events */
+    issuer_stop(c->issuer);
+    hooks_stop(c->hooks);
 }
 
 void subsys_free(struct control *c)
 {
-    (void)c;
+    verify_free(c->verify);
+    c->verify = NULL;
+    issuer_free(c->issuer);
+    c->issuer = NULL;
+    hooks_free(c->hooks);
+    c->hooks = NULL;
+    api_free(c->api);
+    c->api = NULL;
 }
