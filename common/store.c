@@ -1,8 +1,12 @@
 #include "common/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -110,6 +114,18 @@ store_t *store_open(const char *path, enum store_mode mode, char **err)
         return NULL;
     }
     s->mode = mode;
+    /* Private keys and token hashes live in this file: create it 0600 before
+     * SQLite does (SQLite gives its -wal and -shm files the same mode). */
+    if (mode == STORE_RW) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            *err = dupmsg(path, strerror(errno));
+            goto fail;
+        }
+        if (fchmod(fd, 0600) != 0)
+            log_warn("store.chmod", "path=%s errno=%d", path, errno);
+        close(fd);
+    }
     int flags = SQLITE_OPEN_NOMUTEX |
                 (mode == STORE_RW ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {

@@ -1,0 +1,505 @@
+#include "edge/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "edge/proxy.h"
+#include "edge/route.h"
+#include "edge/tls.h"
+#include "edge/worker.h"
+
+int64_t conn_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+static void peer_text(conn_t *c)
+{
+    const void *a = NULL;
+    if (c->peer.ss_family == AF_INET)
+        a = &((struct sockaddr_in *)&c->peer)->sin_addr;
+    else if (c->peer.ss_family == AF_INET6)
+        a = &((struct sockaddr_in6 *)&c->peer)->sin6_addr;
+    if (!a || !inet_ntop(c->peer.ss_family, a, c->ip, sizeof(c->ip)))
+        strcpy(c->ip, "unknown");
+}
+
+conn_t *conn_new(edge_worker_t *w, int fd, const struct sockaddr *sa, int salen, int kind)
+{
+    const config_t *cfg = w->cfg;
+    metrics_inc(w->hub->metrics, M_CONN_ACCEPTED);
+    if (w->draining || w->n_conns >= cfg->max_conns_per_worker) {
+        metrics_inc(w->hub->metrics, M_CONN_REFUSED_LIMIT);
+        close(fd);
+        return NULL;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->kind = (uint8_t)kind;
+    if (salen > 0 && (size_t)salen <= sizeof(c->peer))
+        memcpy(&c->peer, sa, (size_t)salen);
+    peer_text(c);
+    if (cfg->max_conns_per_ip > 0) {
+        if (worker_ip_acquire(w, c->ip) != 0) {
+            metrics_inc(w->hub->metrics, M_CONN_REFUSED_LIMIT);
+            close(fd);
+            free(c);
+            return NULL;
+        }
+        c->flags |= CF_COUNTED_IP;
+    }
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    evtimer_assign(&c->tev, w->base, on_timer, c);
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->n_conns++;
+    metrics_add(w->hub->metrics, M_CONN_ACTIVE, 1);
+    c->t0_us = conn_now_us();
+    return c;
+}
+
+void conn_close(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    if (c->wait_on) {
+        if (c->state == CS_PARKED)
+            tls_park_cancel(c);
+        else
+            route_wait_cancel(c);
+    }
+    proxy_abort(c);
+    /* Unconditionally: an event made active with event_active (conn_kick)
+     * is queued even when it was never added. */
+    event_del(&c->rev);
+    event_del(&c->wev);
+    event_del(&c->tev);
+    if (c->ssl) {
+        /* No close_notify: it could block, and HTTP/1.1 framing already
+         * told the client where the data ends. */
+        SSL_set_quiet_shutdown(c->ssl, 1);
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
+    tlsrec_free(c->rec);
+    if (c->watch) {
+        tlsrec_watch_clear(c->watch);
+        free(c->watch);
+    }
+    iobuf_drop(&c->raw, &w->pool);
+    iobuf_drop(&c->rawout, &w->pool);
+    if (c->fd >= 0)
+        close(c->fd);
+    iobuf_drop(&c->in, &w->pool);
+    iobuf_drop(&c->out, &w->pool);
+    free(c->partial);
+    free(c->host);
+    route_unref(c->route);
+    if (c->flags & CF_COUNTED_IP)
+        worker_ip_release(w, c->ip);
+    TAILQ_REMOVE(&w->conns, c, link);
+    w->n_conns--;
+    metrics_add(w->hub->metrics, M_CONN_ACTIVE, -1);
+    free(c);
+    worker_conn_gone(w);
+}
+
+int conn_pending(const conn_t *c)
+{
+    return (c->ssl && SSL_has_pending(c->ssl)) || (c->rec && c->raw.len > 0);
+}
+
+int conn_takeover(conn_t *c)
+{
+    if (!c->ssl || !c->watch)
+        return 0;
+    if (c->watch->bad || SSL_version(c->ssl) != TLS1_3_VERSION) {
+        /* TLS 1.2 or an unexpected message: OpenSSL keeps it for good. */
+        tlsrec_watch_clear(c->watch);
+        free(c->watch);
+        c->watch = NULL;
+        return 0;
+    }
+    tlsrec_t *r = tlsrec_takeover(&c->w->algs, c->ssl, c->watch);
+    if (!r)
+        return 0; /* bytes still inside OpenSSL: try at the next idle point */
+    free(c->watch);
+    c->watch = NULL;
+    c->rec = r;
+    SSL_set_quiet_shutdown(c->ssl, 1);
+    SSL_free(c->ssl); /* sends nothing; the fd stays ours (BIO_NOCLOSE) */
+    c->ssl = NULL;
+    return 1;
+}
+
+void conn_want_read(conn_t *c, int on)
+{
+    if (on && !(c->flags & CF_RD)) {
+        event_add(&c->rev, NULL);
+        c->flags |= CF_RD;
+    } else if (!on && (c->flags & CF_RD)) {
+        event_del(&c->rev);
+        c->flags &= (uint16_t)~CF_RD;
+    }
+}
+
+void conn_kick(conn_t *c)
+{
+    if (conn_pending(c) || c->in.len > 0)
+        event_active(&c->rev, EV_READ, 0);
+}
+
+void conn_want_write(conn_t *c, int on)
+{
+    if (on && !(c->flags & CF_WR)) {
+        event_add(&c->wev, NULL);
+        c->flags |= CF_WR;
+    } else if (!on && (c->flags & CF_WR)) {
+        event_del(&c->wev);
+        c->flags &= (uint16_t)~CF_WR;
+    }
+}
+
+/* Re-arms the read event with other flags. An added event is re-added
+ * only when keep is set: switching back to level-triggered reads leaves it
+ * off until someone wants to read (one epoll_ctl fewer). */
+static void reassign_read(conn_t *c, short events, uint16_t et, int keep)
+{
+    int was = (c->flags & CF_RD) != 0;
+    if (was) {
+        event_del(&c->rev);
+        c->flags &= (uint16_t)~CF_RD;
+    }
+    event_assign(&c->rev, c->w->base, c->fd, events, on_read, c);
+    c->flags = (uint16_t)((c->flags & ~CF_ET) | et);
+    if (was && keep)
+        conn_want_read(c, 1);
+}
+
+void conn_watch_hello(conn_t *c)
+{
+    /* EV_CLOSED too: a peer that sends half a hello and hangs up leaves
+     * the peeked bytes readable, so EOF would not show otherwise. */
+    if (!(c->flags & CF_ET) || !(c->flags & CF_RD))
+        reassign_read(c, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, CF_ET, 1);
+    conn_want_read(c, 1);
+}
+
+void conn_watch_close(conn_t *c)
+{
+    /* Parked: the hello stays unread in the kernel, so a level-triggered
+     * read event would fire forever; EV_CLOSED reports only the hang-up. */
+    reassign_read(c, EV_CLOSED | EV_ET | EV_PERSIST, CF_ET, 1);
+    conn_want_read(c, 1);
+}
+
+void conn_watch_read(conn_t *c)
+{
+    if (c->flags & CF_ET)
+        reassign_read(c, EV_READ | EV_PERSIST, 0, 0);
+}
+
+static void arm(conn_t *c, int64_t ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    evtimer_add(&c->tev, &tv);
+    c->flags |= CF_TIMER;
+}
+
+void conn_deadline(conn_t *c, int64_t ms)
+{
+    if (ms <= 0) {
+        c->deadline_ms = 0;
+        return; /* a pending timer finds no deadline and stops */
+    }
+    int64_t now = util_mono_ms();
+    c->deadline_ms = now + ms;
+    if (!(c->flags & CF_TIMER) || c->timer_at_ms > c->deadline_ms) {
+        c->timer_at_ms = c->deadline_ms;
+        arm(c, ms);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    c->flags &= (uint16_t)~CF_TIMER;
+    if (c->deadline_ms == 0)
+        return;
+    int64_t now = util_mono_ms();
+    if (now < c->deadline_ms) {
+        c->timer_at_ms = c->deadline_ms;
+        arm(c, c->deadline_ms - now);
+        return;
+    }
+    c->deadline_ms = 0;
+    if (c->state <= CS_HANDSHAKE)
+        tls_on_timeout(c);
+    else
+        proxy_on_timeout(c);
+}
+
+/* ---- tlsrec I/O ---- */
+
+static int rawout_flush(conn_t *c)
+{
+    while (c->rawout.len > 0) {
+        ssize_t n = send(c->fd, iobuf_head(&c->rawout), c->rawout.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                conn_want_write(c, 1);
+                return 0;
+            }
+            return -1;
+        }
+        iobuf_consume(&c->rawout, (size_t)n);
+    }
+    iobuf_release(&c->rawout, &c->w->pool);
+    return 1;
+}
+
+static int queue_key_update(conn_t *c)
+{
+    long room = iobuf_reserve(&c->rawout, &c->w->pool, TLSREC_OVERHEAD + 5, 2 * IOBUF_BLOCK);
+    if (room < TLSREC_OVERHEAD + 5)
+        return -1;
+    long n = tlsrec_seal_key_update(c->rec, (uint8_t *)iobuf_tail(&c->rawout));
+    if (n < 0)
+        return -1;
+    c->rawout.len += (uint32_t)n;
+    return rawout_flush(c) < 0 ? -1 : 0;
+}
+
+static long rec_read(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    for (;;) {
+        long rl = tlsrec_record_len((const uint8_t *)iobuf_head(&c->raw), c->raw.len);
+        if (rl < 0)
+            return -1;
+        if (rl > 0 && (size_t)rl <= c->raw.len) {
+            /* Whole record: decrypt straight into c->in. */
+            long room = iobuf_reserve(&c->in, &w->pool, (size_t)rl, 2 * IOBUF_BLOCK + 1024);
+            if (room < rl)
+                return -1;
+            int eof = 0, upd = 0;
+            long n = tlsrec_open(c->rec, (const uint8_t *)iobuf_head(&c->raw), (size_t)rl,
+                                 (uint8_t *)iobuf_tail(&c->in), &eof, &upd);
+            iobuf_consume(&c->raw, (size_t)rl);
+            if (n < 0 || (upd && queue_key_update(c) != 0))
+                return -1;
+            if (eof)
+                return 0;
+            if (c->raw.len == 0)
+                iobuf_release(&c->raw, &w->pool);
+            if (n > 0) {
+                c->in.len += (uint32_t)n;
+                return n;
+            }
+            continue;
+        }
+        long room = iobuf_reserve(&c->raw, &w->pool, rl > 0 ? (size_t)rl - c->raw.len : TLSREC_HEADER,
+                                  IOBUF_BLOCK);
+        if (room <= 0)
+            return -1;
+        ssize_t n = recv(c->fd, iobuf_tail(&c->raw), (size_t)room, 0);
+        if (n > 0) {
+            c->raw.len += (uint32_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (c->raw.len == 0)
+                iobuf_release(&c->raw, &w->pool);
+            return -2;
+        }
+        return n == 0 || errno == ECONNRESET ? 0 : -1;
+    }
+}
+
+/* Seals up to one record of p. Returns the plaintext bytes taken (their
+ * record may still sit in c->rawout, with write interest armed). */
+static long rec_write(conn_t *c, const void *p, size_t n)
+{
+    int f = rawout_flush(c);
+    if (f <= 0)
+        return f < 0 ? -1 : -2;
+    size_t k = n < IOBUF_RECORD ? n : IOBUF_RECORD;
+    long room = iobuf_reserve(&c->rawout, &c->w->pool, k + TLSREC_OVERHEAD, IOBUF_BLOCK);
+    if (room < (long)(k + TLSREC_OVERHEAD))
+        return -1;
+    long rl = tlsrec_seal(c->rec, p, k, (uint8_t *)iobuf_tail(&c->rawout));
+    if (rl < 0)
+        return -1;
+    c->rawout.len += (uint32_t)rl;
+    return rawout_flush(c) < 0 ? -1 : (long)k;
+}
+
+long conn_read(conn_t *c)
+{
+    if (c->rec)
+        return rec_read(c);
+    long room = iobuf_reserve(&c->in, &c->w->pool, 1, IOBUF_BLOCK);
+    if (room <= 0)
+        return room == 0 ? -2 : -1;
+    if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, iobuf_tail(&c->in), (int)room);
+        if (n > 0) {
+            c->in.len += (uint32_t)n;
+            return n;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return -2;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->flags |= CF_SSL_RD_WR;
+            conn_want_write(c, 1);
+            return -2;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        /* A peer that closes without close_notify is routine for HTTP. */
+        if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && (errno == 0 || errno == ECONNRESET))
+            return 0;
+        ERR_clear_error();
+        return -1;
+    }
+    ssize_t n = recv(c->fd, iobuf_tail(&c->in), (size_t)room, 0);
+    if (n > 0) {
+        c->in.len += (uint32_t)n;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return -2;
+    return errno == ECONNRESET ? 0 : -1;
+}
+
+long conn_write(conn_t *c, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (c->rec)
+        return rec_write(c, p, n);
+    if (c->ssl) {
+        ERR_clear_error();
+        int len = n > INT32_MAX ? INT32_MAX : (int)n;
+        int r = SSL_write(c->ssl, p, len);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE) {
+            conn_want_write(c, 1);
+            return -2;
+        }
+        if (e == SSL_ERROR_WANT_READ) {
+            c->flags |= CF_SSL_WR_RD;
+            conn_want_read(c, 1);
+            return -2;
+        }
+        ERR_clear_error();
+        return -1;
+    }
+    ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        conn_want_write(c, 1);
+        return -2;
+    }
+    return -1;
+}
+
+int conn_flush(conn_t *c)
+{
+    while (c->out.len > 0) {
+        long n = conn_write(c, iobuf_head(&c->out), c->out.len);
+        if (n == -2)
+            return 0;
+        if (n < 0)
+            return -1;
+        iobuf_consume(&c->out, (size_t)n);
+    }
+    iobuf_release(&c->out, &c->w->pool);
+    return c->rec && c->rawout.len ? rawout_flush(c) : 1;
+}
+
+void conn_finish(conn_t *c)
+{
+    c->state = CS_FLUSH;
+    conn_want_read(c, 0);
+    int r = conn_flush(c);
+    if (r != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_deadline(c, c->w->cfg->idle_timeout_ms);
+}
+
+void conn_on_route(conn_t *c, struct route *r, certcache_entry_t *e, int status)
+{
+    if (c->state == CS_LOOKUP)
+        tls_on_route(c, r, e, status);
+    else
+        proxy_on_route(c, r, status);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    if (c->flags & CF_SSL_WR_RD) {
+        c->flags &= (uint16_t)~CF_SSL_WR_RD;
+        proxy_on_writable(c);
+        return;
+    }
+    if (c->state <= CS_HANDSHAKE) {
+        tls_on_readable(c, what);
+        return;
+    }
+    proxy_on_readable(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    if (c->rec && c->rawout.len) {
+        int f = rawout_flush(c);
+        if (f < 0) {
+            conn_close(c);
+            return;
+        }
+        if (f == 0)
+            return;
+    }
+    if (c->flags & CF_SSL_RD_WR) {
+        c->flags &= (uint16_t)~CF_SSL_RD_WR;
+        conn_want_write(c, 0);
+        event_active(&c->rev, EV_READ, 0);
+        return;
+    }
+    if (c->state == CS_HANDSHAKE) {
+        tls_on_writable(c);
+        return;
+    }
+    proxy_on_writable(c);
+}

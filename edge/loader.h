@@ -1,0 +1,60 @@
+/* loader: the edge's blocking work, off the event loops — store lookups
+ * (common/store_edge), PEM parsing into certificate-cache entries and
+ * upstream name resolution — on a few threads, each with its own
+ * read-only store handle.
+ *
+ * A worker submits (host, its reply queue); a loader thread answers with a
+ * malloc'd loader_result_t pushed to that queue, which the worker frees with
+ * loader_result_free after taking what it wants (route, entry). The loader
+ * also fills the shared caches: certcache on a usable certificate,
+ * negcache on an unknown name. The loader_t is owned by the edge; stop it
+ * only after the workers stopped submitting, free its queues after that. */
+#ifndef HEE_EDGE_LOADER_H
+#define HEE_EDGE_LOADER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/msg.h"
+#include "common/queue.h"
+#include "edge/certcache.h"
+#include "edge/route.h"
+
+typedef struct loader loader_t;
+
+enum loader_status {
+    LOAD_FOUND = 0,   /* route set (kind says whether a cert is usable) */
+    LOAD_UNKNOWN,     /* no active domain: negcache'd, refuse */
+    LOAD_ERROR,       /* store or parse failure: refuse for now */
+};
+
+typedef struct loader_result {
+    int worker;
+    enum loader_status status;
+    char host[MSG_HOST_MAX];
+    route_t *route;              /* one reference, LOAD_FOUND only */
+    certcache_entry_t *entry;    /* one reference when kind == ROUTE_READY */
+    const char *why;             /* static reason for logs (never secret) */
+} loader_result_t;
+
+typedef struct loader_shared {
+    certcache_t *certs;
+    negcache_t *neg;
+    const _Atomic uint64_t *epoch;    /* project epoch (edge-owned) */
+    const atomic_int *negative_ttl_ms; /* current [edge] negative_ttl */
+} loader_shared_t;
+
+/* Opens nthreads read-only store handles on store_path. NULL + *err. */
+loader_t *loader_new(const char *store_path, int nthreads, const loader_shared_t *sh, char **err);
+int loader_start(loader_t *l);
+/* Queues a lookup; the answer goes to reply. 0, or -1 when the backlog is
+ * full or memory ran out. */
+int loader_submit(loader_t *l, int worker, const char *host, queue_t *reply);
+/* Lookups queued and not yet answered (all workers). */
+int loader_backlog(loader_t *l);
+/* Stops and joins the threads; queued lookups are dropped. */
+void loader_stop(loader_t *l);
+void loader_free(loader_t *l);
+void loader_result_free(void *res);
+
+#endif

@@ -1,0 +1,1612 @@
+#include "edge/proxy.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "edge/conn.h"
+#include "edge/http1.h"
+#include "edge/loader.h"
+#include "edge/plain.h"
+#include "edge/route.h"
+#include "edge/upstream.h"
+#include "edge/worker.h"
+
+/* DESIGN
+ * One request at a time per connection: pipelined requests wait in c->in
+ * (reading stops once the request body is complete) and are answered in
+ * order. Bytes move in place: the rewritten upstream head is the only copy
+ * of request bytes; body bytes go from c->in to the upstream socket and
+ * from uc->in to SSL_write. "Approved" counts (bpend, rpend) mark bytes
+ * already accounted by the framing (Content-Length or the chunked
+ * decoder) but not yet written, so a short write never re-feeds the
+ * decoder. Back-pressure is by interest: while the other side cannot take
+ * bytes we stop reading, so at most one block per direction is buffered
+ * whatever the body size. */
+
+enum {
+    RQ_KEEPALIVE = 1 << 0,
+    RQ_UPGRADE = 1 << 1,
+    RQ_EXPECT = 1 << 2,
+    RQ_HTTP10 = 1 << 3,
+    RQ_IDEMPOTENT = 1 << 4,
+    RQ_SENT_100 = 1 << 5,
+    RQ_REUSED = 1 << 6,
+    RQ_BODY_DONE = 1 << 7,
+    RQ_RESP_HEAD = 1 << 8,  /* response head handed to the client side */
+    RQ_RESP_DONE = 1 << 9,  /* response framing complete (rpend may remain) */
+    RQ_DECHUNK = 1 << 10,   /* HTTP/1.0 client: strip chunked framing */
+    RQ_UP_WBLOCK = 1 << 11, /* upstream socket full */
+    RQ_GOT_BYTES = 1 << 12, /* the upstream sent something */
+    RQ_BODY_SENT = 1 << 13, /* a body byte went upstream: no replay */
+    RQ_LOGGED = 1 << 14,
+    RQ_ABANDON = 1 << 15,   /* upstream stopped reading the body */
+    RQ_NO_REUSE = 1 << 16,  /* the upstream connection cannot be pooled */
+    RQ_HEAD_IN = 1 << 17,   /* the request head still sits at the start of c->in */
+};
+
+typedef struct req {
+    struct req *next_free;
+    uint32_t flags;
+    uint8_t method;
+    uint8_t body, rbody;
+    uint8_t target, tries;
+    int status;
+    int64_t body_left, rbody_left, max_body;
+    size_t bpend, rpend;
+    uint64_t body_seen, bytes_out;
+    struct http1_chunked ch, rch;
+    iobuf_t head;
+    uint32_t head_sent;
+    uint32_t req_head_len;      /* client head bytes (while RQ_HEAD_IN) */
+    uint8_t req_body;           /* client framing (while RQ_HEAD_IN) */
+    int64_t t_start, t_sent, t_head;
+    route_t *route;
+    char method_name[16];
+    char path[256];
+    char rid[72];
+    char host[CH_SNI_MAX + 1];
+    uint8_t rid_len, host_len;
+    uint16_t path_len;
+} req_t;
+
+#define REQ_FREE_MAX 256
+#define FWD_HEADERS 4
+
+static void u2c(conn_t *c);
+static void next_request(conn_t *c);
+static void local_error(conn_t *c, int status, const char *what);
+static void start_target(conn_t *c, int idx, int fresh);
+
+/* ---- small helpers ---- */
+
+static req_t *req_alloc(edge_worker_t *w)
+{
+    req_t *rq = w->req_free;
+    if (rq) {
+        w->req_free = rq->next_free;
+        w->n_req_free--;
+    } else if (!(rq = malloc(sizeof(*rq)))) {
+        return NULL;
+    }
+    memset(rq, 0, offsetof(req_t, method_name));
+    rq->method_name[0] = rq->path[0] = rq->rid[0] = rq->host[0] = '\0';
+    rq->rid_len = rq->host_len = 0;
+    rq->path_len = 0;
+    return rq;
+}
+
+static void req_free(edge_worker_t *w, req_t *rq)
+{
+    iobuf_drop(&rq->head, &w->pool);
+    route_unref(rq->route);
+    rq->route = NULL;
+    if (w->n_req_free < REQ_FREE_MAX) {
+        rq->next_free = w->req_free;
+        w->req_free = rq;
+        w->n_req_free++;
+    } else {
+        free(rq);
+    }
+}
+
+void proxy_free_lists(edge_worker_t *w)
+{
+    req_t *rq = w->req_free;
+    while (rq) {
+        req_t *nx = rq->next_free;
+        free(rq);
+        rq = nx;
+    }
+    w->req_free = NULL;
+    w->n_req_free = 0;
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 421: return "Misdirected Request";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+static void new_rid(edge_worker_t *w, req_t *rq)
+{
+    uint64_t n = ++w->rid_counter;
+    memcpy(rq->rid, w->rid_prefix, 16);
+    for (int i = 15; i >= 0; i--, n >>= 4)
+        rq->rid[16 + i] = HEX[n & 15];
+    rq->rid[32] = '\0';
+    rq->rid_len = 32;
+}
+
+/* A client-supplied request id is kept when it is a short token. */
+static int rid_ok(const struct http1_span *v)
+{
+    if (v->len == 0 || v->len > 64)
+        return 0;
+    for (size_t i = 0; i < v->len; i++) {
+        char ch = v->p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static int name_is(const struct http1_span *n, const char *lower, size_t len)
+{
+    return n->len == len && util_ascii_ieq(n->p, lower, len);
+}
+
+static int64_t min_limit(int64_t a, int64_t b)
+{
+    if (a <= 0)
+        return b;
+    if (b <= 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* ---- access log and counters ---- */
+
+static void account(conn_t *c, req_t *rq)
+{
+    edge_worker_t *w = c->w;
+    if (rq->flags & RQ_LOGGED)
+        return;
+    rq->flags |= RQ_LOGGED;
+    int s = rq->status;
+    worker_count(w, s >= 500 ? WM_5XX : s >= 400 ? WM_4XX : s >= 300 ? WM_3XX : s >= 200 ? WM_2XX : WM_5XX);
+    int64_t now = conn_now_us();
+    metrics_observe_us(w->hub->metrics, H_HTTP_REQUEST, now - rq->t_start);
+    if (!log_access_enabled())
+        return;
+    char qpath[300];
+    const char *up = rq->route && rq->route->n_up > rq->target ? rq->route->up[rq->target].key : "-";
+    log_access("host=%s method=%s path=%s status=%d bytes=%" PRIu64 " upstream=%s rid=%s peer=%s"
+               " t_total_us=%" PRId64 " t_upstream_us=%" PRId64,
+               rq->host_len ? rq->host : "-", rq->method_name[0] ? rq->method_name : "-",
+               log_quote(qpath, sizeof(qpath), rq->path_len ? rq->path : "-"), s, rq->bytes_out,
+               up[0] ? up : "-", rq->rid, c->ip, now - rq->t_start,
+               rq->t_head && rq->t_sent ? rq->t_head - rq->t_sent : (int64_t)0);
+}
+
+/* ---- local replies ---- */
+
+void proxy_local_reply(conn_t *c, int status, const char *headers, const char *body, size_t body_len,
+                       int close)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    if (!rq || (rq->flags & RQ_RESP_HEAD)) {
+        conn_close(c); /* a response already started: only closing tells the client */
+        return;
+    }
+    if (c->up) {
+        uconn_close(c->up);
+        c->up = NULL;
+    }
+    if (rq->flags & RQ_HEAD_IN) {
+        /* Answered without forwarding: drop the head; a body we did not
+         * read makes the connection unusable. */
+        iobuf_consume(&c->in, rq->req_head_len);
+        rq->flags &= ~(uint32_t)RQ_HEAD_IN;
+        if (rq->req_body == HTTP1_BODY_NONE)
+            rq->flags |= RQ_BODY_DONE;
+    }
+    if (!(rq->flags & RQ_BODY_DONE))
+        close = 1; /* unread body bytes: the connection cannot be reused */
+    if (w->draining)
+        close = 1;
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
+                     status, reason(status), body_len, w->wc.rid_out, rq->rid, headers ? headers : "",
+                     close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head) ||
+        iobuf_append(&c->out, &w->pool, head, (size_t)n, IOBUF_BLOCK * 2) != 0 ||
+        (body_len && iobuf_append(&c->out, &w->pool, body, body_len, IOBUF_BLOCK * 2) != 0)) {
+        conn_close(c);
+        return;
+    }
+    rq->status = status;
+    rq->bytes_out += (uint64_t)n + body_len;
+    rq->flags |= RQ_RESP_HEAD | RQ_RESP_DONE;
+    if (close)
+        c->flags |= CF_CLOSE;
+    account(c, rq);
+    req_free(w, rq);
+    c->req = NULL;
+    next_request(c);
+}
+
+static void local_error(conn_t *c, int status, const char *what)
+{
+    req_t *rq = c->req;
+    char body[512];
+    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, reason(status), what,
+                     rq ? rq->rid : "-");
+    proxy_local_reply(c, status, NULL, body, n > 0 ? (size_t)n : 0, 1);
+}
+
+/* ---- request heads ---- */
+
+static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
+{
+    edge_worker_t *w = c->w;
+    rq->t_start = conn_now_us();
+    rq->method = (uint8_t)hr->method;
+    rq->flags |= RQ_HEAD_IN;
+    rq->req_head_len = (uint32_t)hr->head_len;
+    rq->req_body = (uint8_t)hr->body;
+    size_t ml = hr->method_name.len < sizeof(rq->method_name) - 1 ? hr->method_name.len
+                                                                    : sizeof(rq->method_name) - 1;
+    memcpy(rq->method_name, hr->method_name.p, ml);
+    rq->method_name[ml] = '\0';
+    /* The query string may carry secrets: the log gets the path only. */
+    size_t pl = 0;
+    while (pl < hr->path.len && hr->path.p[pl] != '?')
+        pl++;
+    if (pl > sizeof(rq->path) - 1)
+        pl = sizeof(rq->path) - 1;
+    memcpy(rq->path, hr->path.p, pl);
+    rq->path[pl] = '\0';
+    rq->path_len = (uint16_t)pl;
+    if (hr->keep_alive && hr->minor == 1)
+        rq->flags |= RQ_KEEPALIVE;
+    if (hr->minor == 0)
+        rq->flags |= RQ_HTTP10;
+    if (hr->upgrade)
+        rq->flags |= RQ_UPGRADE;
+    if (hr->expect_continue)
+        rq->flags |= RQ_EXPECT;
+    switch (hr->method) {
+    case HTTP1_M_GET: case HTTP1_M_HEAD: case HTTP1_M_PUT: case HTTP1_M_DELETE:
+    case HTTP1_M_OPTIONS: case HTTP1_M_TRACE:
+        rq->flags |= RQ_IDEMPOTENT;
+        break;
+    default:
+        break;
+    }
+    for (unsigned i = 0; i < hr->n_headers; i++) {
+        const struct http1_header *h = &hr->headers[i];
+        if (h->id == HTTP1_H_OTHER && name_is(&h->name, w->wc.rid_name, w->wc.rid_len) && rid_ok(&h->value)) {
+            memcpy(rq->rid, h->value.p, h->value.len);
+            rq->rid[h->value.len] = '\0';
+            rq->rid_len = (uint8_t)h->value.len;
+            break;
+        }
+    }
+    if (!rq->rid_len)
+        new_rid(w, rq);
+    if (hr->host.p) {
+        const char *p = hr->host.p;
+        size_t n = hr->host.len;
+        if (p[0] == '[') {
+            const char *rb = memchr(p, ']', n);
+            n = rb ? (size_t)(rb - p) + 1 : n;
+        } else {
+            const char *colon = memchr(p, ':', n);
+            n = colon ? (size_t)(colon - p) : n;
+        }
+        if (n > CH_SNI_MAX)
+            n = CH_SNI_MAX;
+        for (size_t i = 0; i < n; i++)
+            rq->host[i] = (p[i] >= 'A' && p[i] <= 'Z') ? (char)(p[i] + 32) : p[i];
+        rq->host[n] = '\0';
+        rq->host_len = (uint8_t)n;
+    }
+}
+
+static void bad_request(conn_t *c, int status, const char *why)
+{
+    edge_worker_t *w = c->w;
+    metrics_inc(w->hub->metrics, M_HTTP_BAD_REQUEST);
+    worker_count(w, WM_REQUESTS);
+    if (!c->req) {
+        if (!(c->req = req_alloc(w))) {
+            conn_close(c);
+            return;
+        }
+        c->req->t_start = conn_now_us();
+        new_rid(w, c->req);
+    }
+    c->state = CS_REQ;
+    c->req->flags |= RQ_BODY_DONE;
+    log_debug("http.bad_request", "peer=%s status=%d reason=\"%s\" rid=%s", c->ip, status, why, c->req->rid);
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, reason(status), why, c->req->rid);
+    proxy_local_reply(c, status, NULL, body, n > 0 ? (size_t)n : 0, 1);
+}
+
+/* Appends to the head being built; the caller sized the buffer. */
+struct out {
+    char *p, *end;
+    int overflow;
+};
+
+static void put(struct out *o, const void *s, size_t n)
+{
+    if ((size_t)(o->end - o->p) < n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+
+#define PUTS(o, lit) put(o, lit, sizeof(lit) - 1)
+
+static void put_span(struct out *o, const struct http1_span *s)
+{
+    put(o, s->p, s->len);
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_header(struct out *o, const struct http1_header *h)
+{
+    put_span(o, &h->name);
+    PUTS(o, ": ");
+    put_span(o, &h->value);
+    PUTS(o, "\r\n");
+}
+
+static const char *signature(edge_worker_t *w, const route_t *r, size_t *len)
+{
+    int64_t t = util_now_ms() / 1000;
+    __typeof__(w->sigcache[0]) *slot = &w->sigcache[r->serial & 63];
+    if (slot->serial == r->serial && slot->t == t) {
+        *len = slot->len;
+        return slot->v;
+    }
+    char ts[24];
+    int tl = snprintf(ts, sizeof(ts), "%" PRId64, t);
+    const void *pieces[7] = { ts, ".", r->host, ".", r->slug, ".", r->meta_b64 ? r->meta_b64 : "" };
+    size_t lens[7] = { (size_t)tl, 1, r->host_len, 1, r->slug_len, 1, r->meta_b64 ? r->meta_len : 0 };
+    unsigned char mac[CRYPTO_SHA256_LEN];
+    if (crypto_hmac_sha256_v(r->hmac_key, r->hmac_len, pieces, lens, 7, mac) != 0)
+        return NULL;
+    char hex[2 * CRYPTO_SHA256_LEN + 1];
+    util_hex(hex, mac, sizeof(mac));
+    int n = snprintf(slot->v, sizeof(slot->v), "t=%s,v1=%s", ts, hex);
+    slot->serial = r->serial;
+    slot->t = t;
+    slot->len = (uint8_t)n;
+    *len = (size_t)n;
+    return slot->v;
+}
+
+/* The upstream request head: what the client sent minus hop-by-hop and
+ * Hee-owned headers, plus forwarding, tenant and signature headers. */
+static int build_head(conn_t *c, const struct http1_request *hr, const route_t *r)
+{
+    edge_worker_t *w = c->w;
+    const worker_conf_t *wc = &w->wc;
+    req_t *rq = c->req;
+    size_t need = hr->head_len + 1024 + r->meta_len + r->slug_len + 3 * r->host_len;
+    long room = iobuf_reserve(&rq->head, &w->pool, need, need + IOBUF_BLOCK);
+    if (room < 0 || (size_t)room < need)
+        return -1;
+    struct out o = { iobuf_tail(&rq->head), iobuf_tail(&rq->head) + room, 0 };
+    int trusted = wc->n_trusted > 0 && worker_trusted(w, &c->peer);
+    int tls = c->kind == CONN_TLS;
+    const struct http1_header *xff[FWD_HEADERS], *fwd[FWD_HEADERS], *upgrade = NULL;
+    int nxff = 0, nfwd = 0, have_rid = 0, have_xfp = 0, have_xfh = 0;
+
+    put_span(&o, &hr->method_name);
+    PUTS(&o, " ");
+    if (hr->path.len)
+        put_span(&o, &hr->path);
+    else
+        PUTS(&o, "/");
+    PUTS(&o, " HTTP/1.1\r\nHost: ");
+    if (hr->host.p)
+        put_span(&o, &hr->host);
+    else
+        put(&o, r->host, r->host_len);
+    PUTS(&o, "\r\n");
+    for (unsigned i = 0; i < hr->n_headers; i++) {
+        const struct http1_header *h = &hr->headers[i];
+        if (h->id == HTTP1_H_UPGRADE)
+            upgrade = h;
+        if (h->hop || h->id != HTTP1_H_OTHER)
+            continue; /* Host, framing and Expect are rewritten below */
+        const struct http1_span *n = &h->name;
+        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-for", 15)) {
+            if (trusted && nxff < FWD_HEADERS)
+                xff[nxff++] = h;
+            continue;
+        }
+        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-proto", 17)) {
+            if (trusted) {
+                put_header(&o, h);
+                have_xfp = 1;
+            }
+            continue;
+        }
+        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-host", 16)) {
+            if (trusted) {
+                put_header(&o, h);
+                have_xfh = 1;
+            }
+            continue;
+        }
+        if (name_is(n, "forwarded", 9)) {
+            if (trusted && nfwd < FWD_HEADERS)
+                fwd[nfwd++] = h;
+            continue;
+        }
+        if (name_is(n, wc->tenant_name, wc->tenant_len) || name_is(n, wc->meta_name, wc->meta_len) ||
+            name_is(n, wc->sig_name, wc->sig_len))
+            continue;
+        if (name_is(n, wc->rid_name, wc->rid_len)) {
+            if (!rid_ok(&h->value) || have_rid)
+                continue;
+            have_rid = 1;
+        }
+        put_header(&o, h);
+    }
+    if (hr->body == HTTP1_BODY_LENGTH) {
+        char cl[48];
+        int n = snprintf(cl, sizeof(cl), "Content-Length: %" PRId64 "\r\n", hr->content_length);
+        put(&o, cl, (size_t)n);
+    } else if (hr->body == HTTP1_BODY_CHUNKED) {
+        PUTS(&o, "Transfer-Encoding: chunked\r\n");
+    }
+    if ((rq->flags & RQ_UPGRADE) && upgrade) {
+        PUTS(&o, "Connection: upgrade\r\nUpgrade: ");
+        put_span(&o, &upgrade->value);
+        PUTS(&o, "\r\n");
+    }
+    int v6 = c->peer.ss_family == AF_INET6;
+    PUTS(&o, "X-Forwarded-For: ");
+    for (int i = 0; i < nxff; i++) {
+        put_span(&o, &xff[i]->value);
+        PUTS(&o, ", ");
+    }
+    put_str(&o, c->ip);
+    if (!have_xfp)
+        put_str(&o, tls ? "\r\nX-Forwarded-Proto: https" : "\r\nX-Forwarded-Proto: http");
+    if (!have_xfh) {
+        PUTS(&o, "\r\nX-Forwarded-Host: ");
+        put(&o, r->host, r->host_len);
+    }
+    PUTS(&o, "\r\nForwarded: ");
+    for (int i = 0; i < nfwd; i++) {
+        put_span(&o, &fwd[i]->value);
+        PUTS(&o, ", ");
+    }
+    put_str(&o, v6 ? "for=\"[" : "for=");
+    put_str(&o, c->ip);
+    put_str(&o, v6 ? "]\";host=" : ";host=");
+    put(&o, r->host, r->host_len);
+    put_str(&o, tls ? ";proto=https\r\n" : ";proto=http\r\n");
+    if (!have_rid) {
+        put_str(&o, wc->rid_out);
+        PUTS(&o, ": ");
+        put(&o, rq->rid, rq->rid_len);
+        PUTS(&o, "\r\n");
+    }
+    put_str(&o, wc->tenant_out);
+    PUTS(&o, ": ");
+    put(&o, r->slug, r->slug_len);
+    PUTS(&o, "\r\n");
+    if (r->meta_b64) {
+        put_str(&o, wc->meta_out);
+        PUTS(&o, ": ");
+        put(&o, r->meta_b64, r->meta_len);
+        PUTS(&o, "\r\n");
+    }
+    size_t sl = 0;
+    const char *sig = signature(w, r, &sl);
+    if (!sig)
+        return -1;
+    put_str(&o, wc->sig_out);
+    PUTS(&o, ": ");
+    put(&o, sig, sl);
+    PUTS(&o, "\r\n\r\n");
+    if (o.overflow)
+        return -1;
+    rq->head.len += (uint32_t)(o.p - iobuf_tail(&rq->head));
+    return 0;
+}
+
+/* ---- client -> upstream ---- */
+
+static int can_read_body(const conn_t *c)
+{
+    const req_t *rq = c->req;
+    return rq && c->up && c->up->state == UC_READY &&
+           !(rq->flags & (RQ_BODY_DONE | RQ_UP_WBLOCK | RQ_ABANDON)) && rq->bpend == 0 &&
+           c->in.len < IOBUF_BLOCK;
+}
+
+/* Interest is dropped lazily, by the read handler when an event finds
+ * nothing to do: in the common case (no pipelining, no body) it stays on
+ * across requests and costs no epoll_ctl. */
+static void set_client_read(conn_t *c)
+{
+    if (can_read_body(c)) {
+        conn_want_read(c, 1);
+        /* Read-ahead may hold the next TLS record already: epoll would
+         * not tell us. */
+        if (conn_pending(c))
+            event_active(&c->rev, EV_READ, 0);
+    }
+}
+
+/* Accounts body bytes waiting in c->in. -1 on a framing error (answered). */
+static int approve_body(conn_t *c)
+{
+    req_t *rq = c->req;
+    size_t avail = c->in.len;
+    if (avail == 0 || rq->bpend || (rq->flags & RQ_BODY_DONE))
+        return 0;
+    if (rq->body == HTTP1_BODY_LENGTH) {
+        size_t n = (int64_t)avail < rq->body_left ? avail : (size_t)rq->body_left;
+        rq->body_left -= (int64_t)n;
+        rq->bpend = n;
+        if (rq->body_left == 0)
+            rq->flags |= RQ_BODY_DONE;
+    } else {
+        size_t used = 0;
+        enum http1_result r = http1_chunked_feed(&rq->ch, iobuf_head(&c->in), avail, &used, NULL);
+        if (r == HTTP1_ERROR) {
+            metrics_inc(c->w->hub->metrics, M_HTTP_BAD_REQUEST);
+            if (rq->flags & RQ_BODY_SENT)
+                conn_close(c); /* the upstream saw part of it: cut both */
+            else
+                local_error(c, 400, rq->ch.error ? rq->ch.error : "bad chunked body");
+            return -1;
+        }
+        if (rq->max_body && (int64_t)rq->ch.payload > rq->max_body) {
+            if (rq->flags & RQ_BODY_SENT)
+                conn_close(c);
+            else
+                local_error(c, 413, "request body too large");
+            return -1;
+        }
+        rq->bpend = used;
+        if (r == HTTP1_OK)
+            rq->flags |= RQ_BODY_DONE;
+    }
+    rq->body_seen += rq->bpend;
+    return 0;
+}
+
+/* The upstream head is kept until a body byte or a response byte shows it
+ * can no longer be replayed; then its block goes back to the pool. */
+static void drop_head(edge_worker_t *w, req_t *rq)
+{
+    if (rq->head_sent < rq->head.len)
+        return; /* still being written */
+    iobuf_drop(&rq->head, &w->pool);
+    rq->head_sent = 0;
+}
+
+static int retry_possible(const req_t *rq)
+{
+    return (rq->flags & RQ_REUSED) && (rq->flags & RQ_IDEMPOTENT) && !(rq->flags & RQ_GOT_BYTES) &&
+           !(rq->flags & RQ_BODY_SENT) && rq->tries < 2;
+}
+
+/* The upstream connection failed before any response byte. */
+static void upstream_lost(conn_t *c, const char *what)
+{
+    req_t *rq = c->req;
+    if (retry_possible(rq)) {
+        /* A pooled connection the origin had just closed: replay once on
+         * a fresh one (idempotent, nothing came back, head still held). */
+        rq->tries++;
+        uconn_close(c->up);
+        c->up = NULL;
+        rq->head_sent = 0;
+        start_target(c, rq->target, 1);
+        return;
+    }
+    metrics_inc(c->w->hub->metrics, M_UPSTREAM_FAIL);
+    if (rq->flags & RQ_RESP_HEAD) {
+        conn_close(c);
+        return;
+    }
+    local_error(c, 502, what);
+}
+
+/* Writes the head remainder and approved body bytes. 0, or -1 when c or
+ * the request is gone. */
+static int c2u(conn_t *c)
+{
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    for (;;) {
+        if (approve_body(c) != 0)
+            return -1;
+        struct iovec iov[2];
+        int n = 0;
+        size_t hrem = rq->head.len - rq->head_sent;
+        /* A chunked head waits for the first body bytes to pass the
+         * decoder, so a malformed first chunk reaches the origin as
+         * nothing at all. */
+        if (rq->body == HTTP1_BODY_CHUNKED && rq->head_sent == 0 && rq->bpend == 0 &&
+            !(rq->flags & RQ_BODY_DONE))
+            hrem = 0;
+        if (hrem) {
+            iov[n].iov_base = iobuf_head(&rq->head) + rq->head_sent;
+            iov[n++].iov_len = hrem;
+        }
+        if (rq->bpend) {
+            iov[n].iov_base = iobuf_head(&c->in);
+            iov[n++].iov_len = rq->bpend;
+        }
+        if (n == 0)
+            break;
+        ssize_t wr = writev(uc->fd, iov, n);
+        if (wr < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                rq->flags |= RQ_UP_WBLOCK;
+                uconn_want_write(uc, 1);
+                set_client_read(c);
+                return 0;
+            }
+            if (rq->flags & RQ_RESP_HEAD) {
+                /* The origin answered and stopped reading: finish its
+                 * response, then close (the client's stream is out of sync). */
+                rq->flags |= RQ_ABANDON;
+                c->flags |= CF_CLOSE;
+                uconn_want_write(uc, 0);
+                set_client_read(c);
+                return 0;
+            }
+            log_debug("proxy.upstream_write_failed", "errno=%d state=%d", errno, uc->state);
+            upstream_lost(c, "upstream write failed");
+            return -1;
+        }
+        size_t done = (size_t)wr;
+        if (hrem) {
+            size_t h = done < hrem ? done : hrem;
+            rq->head_sent += (uint32_t)h;
+            done -= h;
+            if (rq->head_sent == rq->head.len && !rq->t_sent)
+                rq->t_sent = conn_now_us();
+        }
+        if (done) {
+            iobuf_consume(&c->in, done);
+            rq->bpend -= done;
+            rq->flags |= RQ_BODY_SENT;
+        }
+    }
+    rq->flags &= ~(uint32_t)RQ_UP_WBLOCK;
+    uconn_want_write(uc, 0);
+    if ((rq->flags & RQ_BODY_SENT) && rq->head.data)
+        drop_head(c->w, rq); /* no replay once body bytes left */
+    iobuf_release(&c->in, &c->w->pool);
+    set_client_read(c);
+    return 0;
+}
+
+static void client_body(conn_t *c)
+{
+    for (int i = 0; i < 8; i++) {
+        if (!can_read_body(c)) {
+            conn_want_read(c, 0);
+            return;
+        }
+        long n = conn_read(c);
+        if (n == -2)
+            return;
+        if (n <= 0) {
+            conn_close(c); /* the client gave up mid-body */
+            return;
+        }
+        conn_deadline(c, c->w->cfg->upstream_timeout_ms);
+        if (c2u(c) != 0)
+            return;
+    }
+    conn_kick(c);
+}
+
+static void send_phase(conn_t *c)
+{
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    uconn_want_write(uc, 0);
+    conn_deadline(c, c->w->cfg->upstream_timeout_ms);
+    if ((rq->flags & RQ_EXPECT) && !(rq->flags & (RQ_SENT_100 | RQ_BODY_DONE)) && c->in.len == 0) {
+        /* We answer 100-continue ourselves once an origin connection is
+         * ready (Expect is not forwarded), so the body streams at once. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (iobuf_append(&c->out, &c->w->pool, cont, sizeof(cont) - 1, IOBUF_BLOCK * 2) == 0) {
+            rq->flags |= RQ_SENT_100;
+            if (conn_flush(c) < 0) {
+                conn_close(c);
+                return;
+            }
+        }
+    }
+    if (c2u(c) != 0)
+        return;
+    uconn_want_read(uc, 1);
+}
+
+static void connect_failed(conn_t *c, int err)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    const route_t *r = rq->route;
+    metrics_inc(w->hub->metrics, M_UPSTREAM_FAIL);
+    log_warn("proxy.upstream_connect_failed", "host=%s upstream=%s error=\"%s\" rid=%s", rq->host,
+             r->n_up > rq->target ? r->up[rq->target].key : "-", strerror(err), rq->rid);
+    if (c->up) {
+        uconn_close(c->up);
+        c->up = NULL;
+    }
+    if (rq->target == 0 && r->n_up > 1 && !(rq->flags & RQ_BODY_SENT)) {
+        metrics_inc(w->hub->metrics, M_UPSTREAM_FALLBACK);
+        rq->head_sent = 0;
+        start_target(c, 1, 0);
+        return;
+    }
+    local_error(c, err == ETIMEDOUT ? 502 : 502,
+                err == ETIMEDOUT ? "upstream connect timed out" : "upstream unreachable");
+}
+
+static void start_target(conn_t *c, int idx, int fresh)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    rq->target = (uint8_t)idx;
+    upstream_t *u = upstream_get(w, &rq->route->up[idx]);
+    if (!u) {
+        local_error(c, 500, "out of memory");
+        return;
+    }
+    uconn_t *uc = fresh ? NULL : upstream_take(u, c);
+    if (uc) {
+        rq->flags |= RQ_REUSED;
+        c->up = uc;
+        send_phase(c);
+        return;
+    }
+    rq->flags &= ~(uint32_t)RQ_REUSED;
+    if (!(uc = uconn_connect(w, u, c))) {
+        connect_failed(c, errno);
+        return;
+    }
+    c->up = uc;
+    if (uc->state == UC_READY) {
+        send_phase(c);
+        return;
+    }
+    conn_deadline(c, w->cfg->upstream_connect_timeout_ms);
+}
+
+static void forward(conn_t *c, const struct http1_request *hr, route_t *r)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    rq->route = route_ref(r);
+    rq->max_body = min_limit(w->cfg->max_body_bytes, r->max_body);
+    if (hr->body == HTTP1_BODY_LENGTH && rq->max_body && hr->content_length > rq->max_body) {
+        local_error(c, 413, "request body too large");
+        return;
+    }
+    if (r->n_up == 0) {
+        local_error(c, 502, "no upstream configured");
+        return;
+    }
+    if (build_head(c, hr, r) != 0) {
+        local_error(c, 500, "cannot build the upstream request");
+        return;
+    }
+    iobuf_consume(&c->in, hr->head_len);
+    rq->flags &= ~(uint32_t)RQ_HEAD_IN;
+    rq->body = (uint8_t)hr->body;
+    if (hr->body == HTTP1_BODY_LENGTH && hr->content_length > 0)
+        rq->body_left = hr->content_length;
+    else if (hr->body == HTTP1_BODY_CHUNKED)
+        http1_chunked_init(&rq->ch, NULL);
+    else
+        rq->flags |= RQ_BODY_DONE;
+    start_target(c, 0, 0);
+}
+
+void proxy_wait_route(conn_t *c, const char *host, size_t len)
+{
+    c->state = CS_ROUTE;
+    conn_want_read(c, 0);
+    conn_deadline(c, c->w->cfg->handshake_wait_ms);
+    if (route_wait(c->w, c, host, len) != 0) {
+        c->state = CS_REQ;
+        local_error(c, 503, "route lookup unavailable");
+    }
+}
+
+const char *proxy_https_port(conn_t *c)
+{
+    return c->w->wc.https_port;
+}
+
+static route_t *find_route(conn_t *c, const char *host, size_t len)
+{
+    edge_worker_t *w = c->w;
+    if (c->route && route_fresh(c->route, atomic_load(&w->sh->epoch), util_mono_ms()))
+        return c->route;
+    route_t *r = route_cache_get(w, host, len);
+    if (!r) {
+        certcache_entry_t *e = certcache_get(w->sh->certs, host);
+        if (e && e->route && route_fresh(e->route, atomic_load(&w->sh->epoch), util_mono_ms()))
+            r = e->route;
+        if (r)
+            route_cache_put(w, r);
+        certcache_entry_unref(e); /* the cache put above holds r */
+        r = route_cache_get(w, host, len);
+    }
+    if (r && c->kind == CONN_TLS) {
+        route_unref(c->route);
+        c->route = route_ref(r);
+    }
+    return r;
+}
+
+static void dispatch(conn_t *c, const struct http1_request *hr)
+{
+    req_t *rq = c->req;
+    if (c->kind == CONN_PLAIN) {
+        plain_request(c, hr, rq->host, rq->host_len);
+        return;
+    }
+    if (c->flags & CF_DEFAULT_CERT) {
+        local_error(c, 421, "this connection has no server name (SNI)");
+        return;
+    }
+    if (rq->host_len == 0) {
+        memcpy(rq->host, c->host, c->host_len + 1u);
+        rq->host_len = c->host_len;
+    } else if (rq->host_len != c->host_len || memcmp(rq->host, c->host, c->host_len) != 0) {
+        local_error(c, 421, "Host does not match the TLS server name");
+        return;
+    }
+    route_t *r = find_route(c, rq->host, rq->host_len);
+    if (!r) {
+        proxy_wait_route(c, rq->host, rq->host_len);
+        return;
+    }
+    forward(c, hr, r);
+}
+
+static void begin(conn_t *c, const struct http1_request *hr)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = req_alloc(w);
+    if (!rq) {
+        conn_close(c);
+        return;
+    }
+    c->req = rq;
+    c->state = CS_REQ;
+    c->nreq++;
+    worker_count(w, WM_REQUESTS);
+    fill_request(c, rq, hr);
+    dispatch(c, hr);
+}
+
+/* Parses c->in; resumes a head cut across reads from c->partial. */
+static enum http1_result parse(conn_t *c, const struct http1_request **out)
+{
+    edge_worker_t *w = c->w;
+    struct http1_request *p = c->partial ? c->partial : &w->hreq;
+    if (!c->partial)
+        http1_request_init(p);
+    enum http1_result r = http1_parse_request(iobuf_head(&c->in), c->in.len, &w->wc.lim, p);
+    if (r == HTTP1_INCOMPLETE && !c->partial) {
+        /* Rare (heads almost always come whole): keep the scan state so a
+         * slow sender costs O(n) parsing, and time the head. */
+        if ((c->partial = malloc(sizeof(*c->partial))))
+            memcpy(c->partial, p, sizeof(*p));
+        conn_deadline(c, w->cfg->header_timeout_ms);
+    } else if (r != HTTP1_INCOMPLETE && c->partial) {
+        memcpy(&w->hreq, c->partial, sizeof(w->hreq));
+        free(c->partial);
+        c->partial = NULL;
+    }
+    *out = r == HTTP1_INCOMPLETE ? NULL : &w->hreq;
+    return r;
+}
+
+static void read_head(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    size_t maxcap = w->wc.lim.max_request_line + w->wc.lim.max_header_bytes + 64;
+    for (;;) {
+        if (c->in.len > 0) {
+            const struct http1_request *hr = NULL;
+            enum http1_result r = parse(c, &hr);
+            if (r == HTTP1_OK) {
+                begin(c, hr);
+                return;
+            }
+            if (r == HTTP1_ERROR) {
+                bad_request(c, w->hreq.error_status, w->hreq.error ? w->hreq.error : "bad request");
+                return;
+            }
+            if (!c->partial) {
+                conn_close(c);
+                return;
+            }
+        }
+        if (c->in.len >= IOBUF_BLOCK && iobuf_reserve(&c->in, &w->pool, IOBUF_BLOCK, maxcap) <= 0) {
+            bad_request(c, 431, "request head too large");
+            return;
+        }
+        long n = conn_read(c);
+        if (n == -2) {
+            if (c->in.len == 0)
+                iobuf_release(&c->in, &w->pool); /* idle: hold no buffer */
+            return;
+        }
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+    }
+}
+
+/* ---- upstream -> client ---- */
+
+static int relay_interim(conn_t *c, const struct http1_response *resp)
+{
+    req_t *rq = c->req;
+    if ((resp->status == 100 && (rq->flags & RQ_SENT_100)) || (rq->flags & RQ_HTTP10))
+        return 0;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
+    if (iobuf_append(&c->out, &c->w->pool, line, (size_t)n, IOBUF_BLOCK * 4) != 0 ||
+        iobuf_append(&c->out, &c->w->pool, resp->reason.p, resp->reason.len, IOBUF_BLOCK * 4) != 0 ||
+        iobuf_append(&c->out, &c->w->pool, "\r\n", 2, IOBUF_BLOCK * 4) != 0)
+        return -1;
+    for (unsigned i = 0; i < resp->n_headers; i++) {
+        const struct http1_header *h = &resp->headers[i];
+        if (h->hop)
+            continue;
+        if (iobuf_append(&c->out, &c->w->pool, h->name.p, h->name.len, IOBUF_BLOCK * 4) != 0 ||
+            iobuf_append(&c->out, &c->w->pool, ": ", 2, IOBUF_BLOCK * 4) != 0 ||
+            iobuf_append(&c->out, &c->w->pool, h->value.p, h->value.len, IOBUF_BLOCK * 4) != 0 ||
+            iobuf_append(&c->out, &c->w->pool, "\r\n", 2, IOBUF_BLOCK * 4) != 0)
+            return -1;
+    }
+    return iobuf_append(&c->out, &c->w->pool, "\r\n", 2, IOBUF_BLOCK * 4);
+}
+
+static int response_head(conn_t *c, const struct http1_response *resp)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    size_t need = resp->head_len + 256;
+    long room = iobuf_reserve(&c->out, &w->pool, need, c->out.len + need + IOBUF_BLOCK);
+    if (room < 0 || (size_t)room < need)
+        return -1;
+    struct out o = { iobuf_tail(&c->out), iobuf_tail(&c->out) + room, 0 };
+    char line[32];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
+    put(&o, line, (size_t)n);
+    put_span(&o, &resp->reason);
+    PUTS(&o, "\r\n");
+    const struct http1_header *upgrade = NULL;
+    for (unsigned i = 0; i < resp->n_headers; i++) {
+        const struct http1_header *h = &resp->headers[i];
+        if (h->id == HTTP1_H_UPGRADE)
+            upgrade = h;
+        if (!h->hop)
+            put_header(&o, h);
+    }
+    rq->rbody = (uint8_t)resp->body;
+    if (resp->switching) {
+        PUTS(&o, "Connection: upgrade\r\n");
+        if (upgrade)
+            put_header(&o, upgrade);
+    } else {
+        if (resp->body == HTTP1_BODY_CHUNKED) {
+            if (rq->flags & RQ_HTTP10)
+                rq->flags |= RQ_DECHUNK;
+            else
+                PUTS(&o, "Transfer-Encoding: chunked\r\n");
+            http1_chunked_init(&rq->rch, NULL);
+        } else if (resp->body == HTTP1_BODY_LENGTH) {
+            rq->rbody_left = resp->content_length;
+        }
+        if (resp->body == HTTP1_BODY_CLOSE || (rq->flags & RQ_DECHUNK) || !(rq->flags & RQ_KEEPALIVE) ||
+            w->draining)
+            c->flags |= CF_CLOSE;
+        if (c->flags & CF_CLOSE)
+            PUTS(&o, "Connection: close\r\n");
+    }
+    PUTS(&o, "\r\n");
+    if (o.overflow)
+        return -1;
+    size_t hl = (size_t)(o.p - iobuf_tail(&c->out));
+    c->out.len += (uint32_t)hl;
+    rq->bytes_out += hl;
+    rq->status = resp->status;
+    if (!resp->keep_alive)
+        rq->flags |= RQ_NO_REUSE;
+    return 0;
+}
+
+static void finish(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON)) && (rq->flags & RQ_BODY_DONE) &&
+                   rq->bpend == 0 && rq->rbody != HTTP1_BODY_CLOSE && uc->in.len == 0;
+    if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
+        c->flags |= CF_CLOSE; /* answered early: the rest of the body is unread */
+    if (uc) {
+        uconn_release(uc, reusable);
+        c->up = NULL;
+    }
+    account(c, rq);
+    req_free(w, rq);
+    c->req = NULL;
+    next_request(c);
+}
+
+static int approve_resp(conn_t *c)
+{
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    if (rq->rpend || (rq->flags & RQ_RESP_DONE))
+        return 0;
+    switch (rq->rbody) {
+    case HTTP1_BODY_NONE:
+        rq->flags |= RQ_RESP_DONE;
+        return 0;
+    case HTTP1_BODY_LENGTH: {
+        size_t n = (int64_t)uc->in.len < rq->rbody_left ? uc->in.len : (size_t)rq->rbody_left;
+        rq->rbody_left -= (int64_t)n;
+        rq->rpend = n;
+        if (rq->rbody_left == 0)
+            rq->flags |= RQ_RESP_DONE;
+        return 0;
+    }
+    case HTTP1_BODY_CHUNKED: {
+        if (uc->in.len == 0)
+            return 0;
+        size_t used = 0;
+        enum http1_result r = http1_chunked_feed(&rq->rch, iobuf_head(&uc->in), uc->in.len, &used, NULL);
+        if (r == HTTP1_ERROR)
+            return -1;
+        rq->rpend = used;
+        if (r == HTTP1_OK)
+            rq->flags |= RQ_RESP_DONE;
+        return 0;
+    }
+    default: /* CLOSE, TUNNEL: everything until EOF */
+        rq->rpend = uc->in.len;
+        return 0;
+    }
+}
+
+/* HTTP/1.0 client, chunked response: forward the payload only. */
+static int dechunk(conn_t *c)
+{
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    while (uc->in.len > 0 && !(rq->flags & RQ_RESP_DONE)) {
+        long room = iobuf_reserve(&c->out, &c->w->pool, 1, IOBUF_BLOCK);
+        if (room < 0)
+            return -1;
+        if (room == 0)
+            return 0;
+        size_t used = 0;
+        struct http1_span data = { 0 };
+        size_t len = uc->in.len < (size_t)room ? uc->in.len : (size_t)room;
+        enum http1_result r = http1_chunked_feed(&rq->rch, iobuf_head(&uc->in), len, &used, &data);
+        if (r == HTTP1_ERROR)
+            return -1;
+        if (data.len) {
+            memmove(iobuf_tail(&c->out), data.p, data.len);
+            c->out.len += (uint32_t)data.len;
+            rq->bytes_out += data.len;
+        }
+        iobuf_consume(&uc->in, used);
+        if (r == HTTP1_OK)
+            rq->flags |= RQ_RESP_DONE;
+        if (used == 0)
+            break;
+    }
+    return 0;
+}
+
+/* Moves approved response bytes to the client. 1: blocked, 0: all moved,
+ * -1: failed (caller closes). */
+static int u2c_body(conn_t *c)
+{
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    for (;;) {
+        if (rq->flags & RQ_DECHUNK) {
+            if (dechunk(c) != 0)
+                return -1;
+        } else if (approve_resp(c) != 0) {
+            return -1;
+        }
+        if (rq->rpend == 0)
+            break;
+        /* Small bodies ride in the same TLS record as the head. */
+        if (c->out.len > 0 && c->out.len + rq->rpend <= IOBUF_RECORD) {
+            if (iobuf_append(&c->out, &c->w->pool, iobuf_head(&uc->in), rq->rpend, IOBUF_BLOCK) != 0)
+                return -1;
+            iobuf_consume(&uc->in, rq->rpend);
+            rq->bytes_out += rq->rpend;
+            rq->rpend = 0;
+            continue;
+        }
+        int f = conn_flush(c);
+        if (f < 0)
+            return -1;
+        if (f == 0)
+            return 1;
+        long n = conn_write(c, iobuf_head(&uc->in), rq->rpend);
+        if (n == -2)
+            return 1;
+        if (n < 0)
+            return -1;
+        iobuf_consume(&uc->in, (size_t)n);
+        rq->rpend -= (size_t)n;
+        rq->bytes_out += (uint64_t)n;
+    }
+    int f = conn_flush(c);
+    if (f < 0)
+        return -1;
+    return f == 0 ? 1 : 0;
+}
+
+static int tunnel_pump(conn_t *c);
+
+static void start_tunnel(conn_t *c)
+{
+    c->state = CS_TUNNEL;
+    c->req->flags |= RQ_RESP_DONE;
+    conn_deadline(c, c->w->cfg->upstream_timeout_ms);
+    tunnel_pump(c);
+}
+
+static void u2c(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    uconn_t *uc = c->up;
+    while (!(rq->flags & RQ_RESP_HEAD)) {
+        if (uc->in.len == 0)
+            return;
+        struct http1_response *resp = &w->hresp;
+        http1_response_init(resp);
+        enum http1_result r = http1_parse_response(iobuf_head(&uc->in), uc->in.len, &w->wc.lim,
+                                                   (enum http1_method)rq->method, resp);
+        if (r == HTTP1_INCOMPLETE) {
+            if (uc->in.len >= w->wc.lim.max_request_line + w->wc.lim.max_header_bytes)
+                local_error(c, 502, "upstream response head too large");
+            return;
+        }
+        if (r == HTTP1_ERROR) {
+            log_warn("proxy.bad_response", "host=%s upstream=%s reason=\"%s\" rid=%s", rq->host,
+                     rq->route->up[rq->target].key, resp->error ? resp->error : "?", rq->rid);
+            local_error(c, 502, "invalid response from upstream");
+            return;
+        }
+        if (resp->status < 200 && resp->status != 101) {
+            if (relay_interim(c, resp) != 0) {
+                conn_close(c);
+                return;
+            }
+            iobuf_consume(&uc->in, resp->head_len);
+            continue;
+        }
+        if (resp->switching && !(rq->flags & RQ_UPGRADE)) {
+            local_error(c, 502, "unexpected 101 from upstream");
+            return;
+        }
+        rq->t_head = conn_now_us();
+        if (rq->t_sent)
+            metrics_observe_us(w->hub->metrics, H_UPSTREAM, rq->t_head - rq->t_sent);
+        if (response_head(c, resp) != 0) {
+            local_error(c, 502, "upstream response head too large");
+            return;
+        }
+        rq->flags |= RQ_RESP_HEAD;
+        iobuf_consume(&uc->in, resp->head_len);
+        drop_head(w, rq);
+        if (resp->switching) {
+            start_tunnel(c);
+            return;
+        }
+    }
+    int r = u2c_body(c);
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    if ((rq->flags & RQ_RESP_DONE) && rq->rpend == 0 && !(rq->rbody == HTTP1_BODY_CLOSE)) {
+        finish(c);
+        return;
+    }
+    if (r == 0)
+        uconn_want_read(uc, 1);
+}
+
+static void upstream_eof(conn_t *c)
+{
+    req_t *rq = c->req;
+    if (!(rq->flags & RQ_RESP_HEAD)) {
+        upstream_lost(c, "upstream closed the connection");
+        return;
+    }
+    if (rq->rbody == HTTP1_BODY_CLOSE) {
+        /* Close-delimited body: EOF is its end. */
+        rq->rbody = HTTP1_BODY_NONE;
+        rq->flags |= RQ_RESP_DONE | RQ_NO_REUSE;
+        int r = u2c_body(c);
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        uconn_want_read(c->up, 0);
+        if (r == 0)
+            finish(c);
+        /* blocked: proxy_on_writable finishes once the bytes are out */
+        return;
+    }
+    conn_close(c); /* truncated body: only closing tells the client */
+}
+
+static void upstream_readable(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    uconn_t *uc = c->up;
+    size_t maxcap = (c->req->flags & RQ_RESP_HEAD) ? IOBUF_BLOCK
+                                                     : w->wc.lim.max_request_line + w->wc.lim.max_header_bytes;
+    long room = iobuf_reserve(&uc->in, &w->pool, 1, maxcap);
+    if (room < 0) {
+        conn_close(c);
+        return;
+    }
+    if (room == 0 || c->req->rpend || c->out.len >= IOBUF_BLOCK) {
+        uconn_want_read(uc, 0); /* the client is behind: stop reading until it drains */
+        return;
+    }
+    /* At most one TLS record's worth, so relayed records are full ones. */
+    ssize_t n = recv(uc->fd, iobuf_tail(&uc->in), room > IOBUF_RECORD ? IOBUF_RECORD : (size_t)room, 0);
+    if (n > 0) {
+        uc->in.len += (uint32_t)n;
+        c->req->flags |= RQ_GOT_BYTES;
+        conn_deadline(c, w->cfg->upstream_timeout_ms);
+        u2c(c);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0)
+        log_debug("proxy.upstream_read_error", "errno=%d", errno);
+    upstream_eof(c);
+}
+
+/* ---- tunnel ---- */
+
+/* Moves bytes both ways. 0, or -1 when c was closed. */
+static int tunnel_pump(conn_t *c)
+{
+    uconn_t *uc = c->up;
+    while (c->in.len > 0) {
+        ssize_t n = send(uc->fd, iobuf_head(&c->in), c->in.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            conn_close(c);
+            return -1;
+        }
+        iobuf_consume(&c->in, (size_t)n);
+    }
+    uconn_want_write(uc, c->in.len > 0);
+    conn_want_read(c, c->in.len == 0);
+    if (c->in.len == 0 && conn_pending(c))
+        event_active(&c->rev, EV_READ, 0);
+    if (c->in.len == 0)
+        iobuf_release(&c->in, &c->w->pool);
+    int f = conn_flush(c);
+    if (f < 0) {
+        conn_close(c);
+        return -1;
+    }
+    while (f == 1 && uc->in.len > 0) {
+        long n = conn_write(c, iobuf_head(&uc->in), uc->in.len);
+        if (n == -2)
+            break;
+        if (n < 0) {
+            conn_close(c);
+            return -1;
+        }
+        iobuf_consume(&uc->in, (size_t)n);
+        c->req->bytes_out += (uint64_t)n;
+    }
+    uconn_want_read(uc, f == 1 && uc->in.len == 0);
+    if (uc->in.len == 0)
+        iobuf_release(&uc->in, &c->w->pool);
+    return 0;
+}
+
+static void tunnel_client(conn_t *c)
+{
+    long n = conn_read(c);
+    if (n == -2)
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    conn_deadline(c, c->w->cfg->upstream_timeout_ms);
+    if (tunnel_pump(c) == 0 && c->in.len == 0)
+        conn_kick(c);
+}
+
+static void tunnel_upstream(conn_t *c)
+{
+    uconn_t *uc = c->up;
+    long room = iobuf_reserve(&uc->in, &c->w->pool, 1, IOBUF_BLOCK);
+    if (room <= 0) {
+        uconn_want_read(uc, 0);
+        return;
+    }
+    ssize_t n = recv(uc->fd, iobuf_tail(&uc->in), (size_t)room, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    uc->in.len += (uint32_t)n;
+    conn_deadline(c, c->w->cfg->upstream_timeout_ms);
+    tunnel_pump(c);
+}
+
+/* ---- event entry points ---- */
+
+void proxy_on_upstream(uconn_t *uc, short what)
+{
+    conn_t *c = uc->owner;
+    if (c->state == CS_TUNNEL) {
+        if (what & EV_WRITE)
+            tunnel_pump(c);
+        else
+            tunnel_upstream(c);
+        return;
+    }
+    if (what & EV_WRITE) {
+        if (uc->state == UC_CONNECTING) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            if (err) {
+                connect_failed(c, err);
+                return;
+            }
+            uc->state = UC_READY;
+            send_phase(c);
+            return;
+        }
+        c2u(c);
+        return;
+    }
+    upstream_readable(c);
+}
+
+static void next_request(conn_t *c)
+{
+    edge_worker_t *w = c->w;
+    if ((c->flags & CF_CLOSE) || w->draining) {
+        conn_finish(c);
+        return;
+    }
+    c->state = CS_HEAD;
+    int f = conn_flush(c);
+    if (f < 0) {
+        conn_close(c);
+        return;
+    }
+    if (f == 1 && c->watch)
+        conn_takeover(c); /* idle, nothing half-written: leave OpenSSL now */
+    conn_deadline(c, c->in.len ? w->cfg->header_timeout_ms : w->cfg->idle_timeout_ms);
+    iobuf_release(&c->in, &w->pool);
+    conn_want_read(c, 1);
+    conn_kick(c);
+}
+
+void proxy_start(conn_t *c)
+{
+    c->state = CS_HEAD;
+    conn_watch_read(c);
+    conn_deadline(c, c->w->cfg->header_timeout_ms);
+    conn_want_read(c, 1);
+    read_head(c);
+}
+
+void proxy_on_readable(conn_t *c)
+{
+    switch (c->state) {
+    case CS_HEAD:
+        read_head(c);
+        return;
+    case CS_REQ:
+        client_body(c);
+        return;
+    case CS_TUNNEL:
+        tunnel_client(c);
+        return;
+    default:
+        conn_want_read(c, 0);
+        return;
+    }
+}
+
+void proxy_on_writable(conn_t *c)
+{
+    conn_want_write(c, 0);
+    switch (c->state) {
+    case CS_FLUSH: {
+        int f = conn_flush(c);
+        if (f != 0)
+            conn_close(c);
+        return;
+    }
+    case CS_TUNNEL:
+        tunnel_pump(c);
+        return;
+    case CS_REQ:
+        if (c->up && (c->req->flags & RQ_RESP_HEAD)) {
+            u2c(c);
+            return;
+        }
+        /* e.g. a 100 Continue still going out */
+        __attribute__((fallthrough));
+    default: {
+        int f = conn_flush(c);
+        /* A keep-alive connection told to close (drain) once its last
+         * response is out. */
+        if (f < 0 || (f == 1 && c->state == CS_HEAD && (c->flags & CF_CLOSE) && c->in.len == 0 && !c->partial))
+            conn_close(c);
+        return;
+    }
+    }
+}
+
+void proxy_on_timeout(conn_t *c)
+{
+    req_t *rq = c->req;
+    switch (c->state) {
+    case CS_HEAD:
+        if (c->in.len == 0 && !c->partial) {
+            conn_close(c); /* idle keep-alive connection */
+            return;
+        }
+        bad_request(c, 408, "request head not received in time");
+        return;
+    case CS_ROUTE:
+        route_wait_cancel(c);
+        c->state = CS_REQ;
+        local_error(c, 503, "route lookup timed out");
+        return;
+    case CS_REQ:
+        if (!rq) {
+            conn_close(c);
+            return;
+        }
+        if (!c->up || c->up->state == UC_CONNECTING) {
+            connect_failed(c, ETIMEDOUT);
+            return;
+        }
+        if (!(rq->flags & RQ_RESP_HEAD)) {
+            metrics_inc(c->w->hub->metrics, M_UPSTREAM_FAIL);
+            local_error(c, 504, "upstream response timed out");
+            return;
+        }
+        conn_close(c);
+        return;
+    default:
+        conn_close(c);
+        return;
+    }
+}
+
+void proxy_on_route(conn_t *c, route_t *r, int status)
+{
+    edge_worker_t *w = c->w;
+    if (c->state != CS_ROUTE || !c->req)
+        return;
+    c->state = CS_REQ;
+    http1_request_init(&w->hreq);
+    if (http1_parse_request(iobuf_head(&c->in), c->in.len, &w->wc.lim, &w->hreq) != HTTP1_OK) {
+        bad_request(c, 400, "request head lost");
+        return;
+    }
+    req_t *rq = c->req;
+    if (c->kind == CONN_PLAIN) {
+        plain_on_route(c, &w->hreq, rq->host, rq->host_len, status == LOAD_FOUND ? r : NULL);
+        return;
+    }
+    if (status != LOAD_FOUND || !r) {
+        local_error(c, 421, "this host is not served here");
+        return;
+    }
+    route_unref(c->route);
+    c->route = route_ref(r);
+    forward(c, &w->hreq, r);
+}
+
+void proxy_abort(conn_t *c)
+{
+    req_t *rq = c->req;
+    if (c->up) {
+        uconn_close(c->up);
+        c->up = NULL;
+    }
+    if (!rq)
+        return;
+    if (!rq->status)
+        rq->status = 499; /* closed before a response: nginx's convention */
+    account(c, rq);
+    req_free(c->w, rq);
+    c->req = NULL;
+}

@@ -1,0 +1,84 @@
+/* tlsrec: Hee's own TLS 1.3 record layer for established connections.
+ * OpenSSL 3.0 does the handshake; then, once OpenSSL holds no unread bytes,
+ * the connection's traffic secrets (caught by the keylog callback) and
+ * record counts (counted by the message callback) move into a tlsrec_t and
+ * the SSL object — about 14 KB per connection — is freed. What is left per
+ * connection is two AEAD contexts and the secrets (~2.5 KB), which is what
+ * makes an idle TLS connection cheap.
+ *
+ * Scope: TLS 1.3 with AES-128-GCM, AES-256-GCM or ChaCha20-Poly1305
+ * (every TLS 1.3 suite OpenSSL enables); TLS 1.2 connections stay on
+ * OpenSSL. Handles application data, alerts (close_notify = EOF) and
+ * KeyUpdate both ways (RFC 8446 4.6.3, 5, 7.2); anything else after the
+ * handshake is a protocol error.
+ *
+ * Ownership: tlsrec_watch_t is the caller's (one per connection while it
+ * handshakes); tlsrec_t is malloc'd by tlsrec_takeover and freed (secrets
+ * wiped) by tlsrec_free. tlsrec_algs_t holds fetched algorithms for one
+ * thread's use; tlsrec_algs_free releases them. */
+#ifndef HEE_EDGE_TLSREC_H
+#define HEE_EDGE_TLSREC_H
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLSREC_HEADER 5
+#define TLSREC_MAX_PLAIN 16384
+#define TLSREC_MAX_RECORD (TLSREC_HEADER + TLSREC_MAX_PLAIN + 256)
+/* Bytes a sealed record adds to its content: header, type byte, tag. */
+#define TLSREC_OVERHEAD (TLSREC_HEADER + 1 + 16)
+
+typedef struct tlsrec_algs {
+    EVP_CIPHER *aes128gcm, *aes256gcm, *chacha;
+    EVP_MD *sha256, *sha384;
+} tlsrec_algs_t;
+
+int tlsrec_algs_init(tlsrec_algs_t *a);
+void tlsrec_algs_free(tlsrec_algs_t *a);
+
+/* What the callbacks learn during the handshake. */
+typedef struct tlsrec_watch {
+    uint8_t csecret[48], ssecret[48]; /* client / server application secrets */
+    uint8_t clen, slen;
+    uint8_t bad;                      /* something we do not take over */
+    uint64_t rseq, wseq;              /* records under the application keys */
+} tlsrec_watch_t;
+
+/* Feed from SSL_CTX_set_keylog_callback / SSL_CTX_set_msg_callback. */
+void tlsrec_watch_keylog(tlsrec_watch_t *w, const char *line);
+void tlsrec_watch_msg(tlsrec_watch_t *w, int write_p, int content_type, const void *buf, size_t len);
+/* Wipes the secrets. */
+void tlsrec_watch_clear(tlsrec_watch_t *w);
+
+typedef struct tlsrec tlsrec_t;
+
+/* The record layer for ssl's connection, or NULL when it cannot be taken
+ * over now (TLS 1.2, unread bytes inside OpenSSL, missing secret...). The
+ * caller then frees the SSL without sending anything. */
+tlsrec_t *tlsrec_takeover(const tlsrec_algs_t *a, SSL *ssl, tlsrec_watch_t *w);
+void tlsrec_free(tlsrec_t *r);
+
+enum tlsrec_type { TLSREC_ALERT = 21, TLSREC_HANDSHAKE = 22, TLSREC_APPDATA = 23 };
+
+/* Length of the record starting at buf (header included) once its header
+ * is there: 0 when fewer than 5 bytes, -1 when the header is invalid. */
+long tlsrec_record_len(const uint8_t *buf, size_t len);
+
+/* Decrypts one whole record (rec, len = tlsrec_record_len) into out (room
+ * for len bytes). Application data: returns its length (may be 0). 0 with
+ * *eof = 1 for close_notify. KeyUpdate is applied here; when the peer asks
+ * for ours, *send_update is set and the caller must seal one with
+ * tlsrec_seal_key_update before any more data. -1 on any failure (bad
+ * MAC, other alerts, unexpected messages): close the connection. */
+long tlsrec_open(tlsrec_t *r, const uint8_t *rec, size_t len, uint8_t *out, int *eof, int *send_update);
+
+/* Seals n (<= TLSREC_MAX_PLAIN) bytes of application data into out (room
+ * for n + TLSREC_OVERHEAD). Returns the record length or -1. */
+long tlsrec_seal(tlsrec_t *r, const void *p, size_t n, uint8_t *out);
+/* Seals our KeyUpdate (update_not_requested) and switches to the next
+ * write key. Returns the record length or -1. */
+long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out);
+
+#endif

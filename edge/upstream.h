@@ -1,0 +1,90 @@
+/* upstream: project origins as seen by one worker — a parsed and resolved
+ * address (upstream_addr_t), a per-worker target with its keep-alive pool
+ * (upstream_t), and the TCP connections to it (uconn_t).
+ *
+ * Ownership: a worker owns its upstream_t table (freed at worker exit) and
+ * every uconn_t. A uconn_t is either lent to one client connection (owner
+ * set; the proxy drives it and gives it back with uconn_release) or idle in
+ * its target's pool (owner NULL; the pool closes it on EOF or after the
+ * idle timeout). Only plain http:// origins are supported for now;
+ * https:// URLs parse (tls = 1) but are refused at connect time. */
+#ifndef HEE_EDGE_UPSTREAM_H
+#define HEE_EDGE_UPSTREAM_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "edge/iobuf.h"
+
+struct edge_worker;
+struct conn;
+
+#define UPSTREAM_KEY_MAX 300
+
+typedef struct upstream_addr {
+    int tls;                         /* https:// */
+    char key[UPSTREAM_KEY_MAX];      /* "http://host:port": the pool key */
+    char host[256];
+    uint16_t port;
+    int resolved;                    /* addr is valid */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+} upstream_addr_t;
+
+/* Parses "http://host[:port][/ignored-path]" (https too). 0, or -1 with a
+ * static reason in *why. Pure: any thread. */
+int upstream_addr_parse(const char *url, upstream_addr_t *out, const char **why);
+/* Resolves out->host (numeric fast path, else getaddrinfo). BLOCKING: call
+ * it on a loader thread only. 0 or -1. */
+int upstream_addr_resolve(upstream_addr_t *a);
+
+typedef struct uconn uconn_t;
+
+typedef struct upstream {
+    upstream_addr_t addr;
+    TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
+    unsigned n_idle;
+    struct upstream *next;           /* worker's table */
+} upstream_t;
+
+enum uconn_state { UC_CONNECTING, UC_READY };
+
+struct uconn {
+    struct edge_worker *w;
+    upstream_t *target;
+    int fd;
+    uint8_t state;
+    uint8_t rd_on, wr_on;            /* events currently added */
+    struct event rev, wev;
+    iobuf_t in;                      /* response bytes not yet relayed */
+    struct conn *owner;              /* client connection, NULL when pooled */
+    int64_t idle_since_ms;
+    uint32_t nreq;
+    TAILQ_ENTRY(uconn) link;
+};
+
+/* The worker's target for a, created on first use; its address is
+ * refreshed from a when a is resolved. NULL when out of memory. */
+upstream_t *upstream_get(struct edge_worker *w, const upstream_addr_t *a);
+void upstream_table_free(struct edge_worker *w);
+
+/* An idle pooled connection (now owned by owner), or NULL. */
+uconn_t *upstream_take(upstream_t *u, struct conn *owner);
+/* Starts a non-blocking connect. NULL with errno set when it failed at once
+ * (ECONNREFUSED on loopback often does). */
+uconn_t *uconn_connect(struct edge_worker *w, upstream_t *u, struct conn *owner);
+/* Gives the connection back: to the pool when reusable (and the pool has
+ * room), closed otherwise. */
+void uconn_release(uconn_t *uc, int reusable);
+void uconn_close(uconn_t *uc);
+/* Read / write interest (idempotent). */
+void uconn_want_read(uconn_t *uc, int on);
+void uconn_want_write(uconn_t *uc, int on);
+/* Closes pooled connections idle longer than idle_ms; closes all with 0. */
+void upstream_sweep(struct edge_worker *w, int64_t now_ms, int64_t idle_ms);
+void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms);
+
+#endif

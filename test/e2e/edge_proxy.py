@@ -1,0 +1,378 @@
+"""Edge proxy end to end: framing both ways, streaming, keep-alive on both
+sides, pipelining, HEAD/1xx/204/304, 100-continue, WebSocket, forwarding and
+tenant headers (signature checked), 421, fallback, 502/504, access log."""
+
+import hashlib
+import hmac
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heetest import Hee, expect, run, test  # noqa: E402
+from upstream import Upstream, pattern  # noqa: E402
+from edge_common import (TestCA, edge, fetch, metric, read_response, seed_domain, seed_cert,  # noqa: E402
+                         seed_project, sni_conn, tls_client, wait_metric)
+
+TMP = tempfile.mkdtemp(prefix="edge-proxy-")
+UP = Upstream()
+UP2 = Upstream()
+CA = TestCA(os.path.join(TMP, "ca"))
+ACCESS = os.path.join(TMP, "access.log")
+KEY = b"s3cret-project-key-0123456789abc"
+H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms",
+                       "upstream_connect_timeout": "700ms", "trusted_proxies": "10.9.0.0/16"},
+              "log": {"access_log": ACCESS}})
+META = '{"workspaceId":"ws_abc123","plan":"pro"}'
+P_MAIN = edge(H, CA, "app.test", slug="acme", upstream=UP.url, hmac_key=KEY, metadata=META,
+              settings='{"forwardMetadata": true}')
+for n in ("two.test", "other.test"):
+    seed_domain(H, n, P_MAIN, metadata=META)
+    seed_cert(H, n, *CA.issue(n))
+edge(H, CA, "nometa.test", slug="plain-proj", upstream=UP.url, hmac_key=KEY)
+edge(H, CA, "fallback.test", slug="fb", upstream="http://127.0.0.1:1", fallback=UP2.url)
+edge(H, CA, "down.test", slug="down", upstream="http://127.0.0.1:1")
+edge(H, CA, "small.test", slug="small", upstream=UP.url, settings='{"maxBodyBytes": 1000}')
+
+
+def conn(host="app.test"):
+    return tls_client(H, host, CA)
+
+
+def req(sock, data, head_only=False):
+    sock.sendall(data)
+    st, hd, body, rest = read_response(sock, head_only)
+    expect(rest == b"", "unexpected bytes after the response: %r" % rest[:100])
+    return st, hd, body
+
+
+def echo(body):
+    return json.loads(body)
+
+
+def hdr(rec, name):
+    return Upstream.header(rec, name)
+
+
+@test
+def get_and_forwarding_headers():
+    st, hd, body = fetch(H, "app.test", "GET", "/echo/a?q=secret", ca=CA,
+                         headers={"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6",
+                                  "X-Hee-Project": "evil", "X-Hee-Tenant-Signature": "t=1,v1=00",
+                                  "X-Hee-Metadata": "e30", "X-Request-Id": "client-rid-1"})
+    expect(st == 200, "status %d" % st)
+    r = echo(body)
+    expect(r["target"] == "/echo/a?q=secret", r["target"])
+    expect(hdr(r, "host") == "app.test", "host %r" % hdr(r, "host"))
+    expect(hdr(r, "x-forwarded-for") == "127.0.0.1", "xff %r" % hdr(r, "x-forwarded-for"))
+    expect(hdr(r, "x-forwarded-proto") == "https", "xfp")
+    expect(hdr(r, "x-forwarded-host") == "app.test", "xfh")
+    expect(hdr(r, "forwarded") == "for=127.0.0.1;host=app.test;proto=https", hdr(r, "forwarded"))
+    expect(hdr(r, "x-request-id") == "client-rid-1", "client request id kept")
+    expect(hdr(r, "x-hee-project") == "acme", "tenant %r" % hdr(r, "x-hee-project"))
+    names = [k.lower() for k, _ in r["headers"]]
+    for n in ("x-hee-project", "x-hee-tenant-signature", "x-hee-metadata", "forwarded", "x-forwarded-for"):
+        expect(names.count(n) == 1, "%s appears %d times" % (n, names.count(n)))
+    meta = hdr(r, "x-hee-metadata")
+    expect(base64.urlsafe_b64decode(meta + "=" * (-len(meta) % 4)).decode() == META, "metadata %r" % meta)
+    sig = hdr(r, "x-hee-tenant-signature")
+    t = sig.split(",")[0][2:]
+    want = hmac.new(KEY, ("%s.app.test.acme.%s" % (t, meta)).encode(), hashlib.sha256).hexdigest()
+    expect(sig == "t=%s,v1=%s" % (t, want), "signature %r, want v1=%s" % (sig, want))
+    expect(abs(int(t) - time.time()) < 5, "timestamp")
+
+
+@test
+def no_metadata_unless_asked():
+    st, hd, body = fetch(H, "nometa.test", "GET", "/echo", ca=CA)
+    r = echo(body)
+    expect(hdr(r, "x-hee-metadata") is None, "metadata forwarded without forwardMetadata")
+    sig = hdr(r, "x-hee-tenant-signature")
+    t = sig.split(",")[0][2:]
+    want = hmac.new(KEY, ("%s.nometa.test.plain-proj." % t).encode(), hashlib.sha256).hexdigest()
+    expect(sig.endswith(want), "signature over an empty metadata field")
+    rid = hdr(r, "x-request-id")
+    expect(rid and len(rid) == 32, "generated request id %r" % rid)
+
+
+@test
+def post_content_length_and_chunked_both_ways():
+    s = conn()
+    data = os.urandom(70000)
+    st, hd, body = req(s, b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+    r = echo(body)
+    expect(st == 200 and r["body_len"] == len(data), "CL body")
+    expect(r["body_sha256"] == hashlib.sha256(data).hexdigest(), "CL body hash")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 5000]), data[i:i + 5000]) for i in range(0, len(data), 5000))
+    st, hd, body = req(s, b"POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       + chunks + b"0\r\nX-Trailer: 1\r\n\r\n")
+    r = echo(body)
+    expect(r["body_len"] == len(data) and r["body_sha256"] == hashlib.sha256(data).hexdigest(), "chunked body")
+    expect(hdr(r, "transfer-encoding") == "chunked", "chunked forwarded as chunked")
+    st, hd, body = req(s, b"GET /stream?n=300000&chunked=1 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(hd.get("transfer-encoding") == "chunked" and body == pattern(300000), "chunked response")
+    st, hd, body = req(s, b"GET /stream?n=300000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(hd.get("content-length") == "300000" and body == pattern(300000), "CL response")
+    st, hd, body = req(s, b"GET /trailers HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(body == b"hello", "trailers response")
+    s.close()
+
+
+@test
+def keepalive_reuse_both_sides():
+    UP.reset()
+    s = conn("other.test")
+    for i in range(20):
+        st, hd, body = req(s, b"GET /echo/%d HTTP/1.1\r\nHost: other.test\r\n\r\n" % i)
+        expect(st == 200, "status")
+    s.close()
+    conns = {r["conn_id"] for r in UP.requests}
+    expect(len(UP.requests) == 20, "20 requests upstream")
+    expect(len(conns) == 1, "upstream connections used: %d" % len(conns))
+
+
+@test
+def pipelined_requests_in_order():
+    s = conn()
+    burst = b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: app.test\r\n\r\n" % i for i in range(10))
+    burst += b"POST /echo/p HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc"
+    s.sendall(burst)
+    rest = b""
+    for i in range(11):
+        st, hd, body, rest = _read_with(s, rest)
+        r = echo(body)
+        want = "/echo/%d" % i if i < 10 else "/echo/p"
+        expect(r["path"] == want, "response %d is for %s" % (i, r["path"]))
+    s.close()
+
+
+def _read_with(s, rest):
+    class W:
+        def __init__(self, s, rest):
+            self.s, self.rest = s, rest
+
+        def recv(self, n):
+            if self.rest:
+                d, self.rest = self.rest, b""
+                return d
+            return self.s.recv(n)
+    return read_response(W(s, rest))
+
+
+@test
+def head_204_304_and_interim():
+    s = conn()
+    st, hd, body = req(s, b"HEAD /stream?n=5000 HTTP/1.1\r\nHost: app.test\r\n\r\n", head_only=True)
+    expect(st == 200 and hd.get("content-length") == "5000", "HEAD keeps Content-Length")
+    st, hd, body = req(s, b"GET /status/204 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(st == 204 and body == b"", "204")
+    st, hd, body = req(s, b"GET /status/304 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(st == 304, "304")
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(st == 200, "keep-alive after HEAD/204/304")
+    s.close()
+
+
+@test
+def expect_100_continue():
+    s = conn()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(st == 100, "interim 100, got %d" % st)
+    s.sendall(b"hello")
+    st, hd, body, rest = _read_with(s, rest)
+    r = echo(body)
+    expect(st == 200 and r["body_len"] == 5, "body after 100")
+    expect(hdr(r, "expect") is None, "Expect is answered by the edge, not forwarded")
+    s.close()
+
+
+@test
+def body_limits_413():
+    s = conn("small.test")
+    st, hd, body = req(s, b"POST /echo HTTP/1.1\r\nHost: small.test\r\nContent-Length: 1001\r\n\r\n")
+    expect(st == 413, "project maxBodyBytes → 413, got %d" % st)
+    expect(b"request id" in body, "error body carries the request id")
+    s.close()
+    s = conn("small.test")
+    ok = b"POST /echo HTTP/1.1\r\nHost: small.test\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000
+    st, hd, body = req(s, ok)
+    expect(st == 200, "at the limit passes")
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"3e8\r\n" + b"y" * 1000 + b"\r\n5\r\nyyyyy\r\n0\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(st == 413, "chunked over the limit → 413, got %d" % st)
+    s.close()
+
+
+@test
+def host_must_match_sni():
+    s = conn()
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    expect(st == 421, "421 on Host/SNI mismatch, got %d" % st)
+    s.close()
+    s = conn()
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: APP.test:443\r\n\r\n")
+    expect(st == 200, "Host compared case-insensitively without port: %d" % st)
+    s.close()
+
+
+@test
+def websocket_echo():
+    s = conn()
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET /ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+    st, hd, body, rest = read_response(s)
+    expect(st == 101, "101, got %d" % st)
+    expect(hd.get("upgrade", "").lower() == "websocket", "Upgrade header relayed: %r" % hd)
+    for size in (5, 300, 70000):
+        payload = os.urandom(size)
+        mask = os.urandom(4)
+        hdrb = bytes([0x82])
+        if size < 126:
+            hdrb += bytes([0x80 | size])
+        elif size < 65536:
+            hdrb += bytes([0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            hdrb += bytes([0x80 | 127]) + size.to_bytes(8, "big")
+        s.sendall(hdrb + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        need = 2 + (0 if size < 126 else 2 if size < 65536 else 8) + size
+        got = rest
+        while len(got) < need:
+            got += s.recv(65536)
+        expect(got[-size:] == payload, "echo of %d bytes" % size)
+        rest = got[need:]
+    s.sendall(b"\x88\x80" + os.urandom(4))
+    s.close()
+
+
+@test
+def fallback_then_502():
+    st, hd, body = fetch(H, "fallback.test", "GET", "/echo", ca=CA)
+    expect(st == 200, "fallback answered, got %d" % st)
+    expect(any(r["path"] == "/echo" for r in UP2.requests), "fallback upstream got it")
+    st, hd, body = fetch(H, "down.test", "GET", "/echo", ca=CA)
+    expect(st == 502, "502 when nothing answers, got %d" % st)
+    expect(b"request id" in body, "502 body has the request id")
+
+
+@test
+def upstream_timeout_504_and_connect_timeout_502():
+    st, hd, body = fetch(H, "app.test", "GET", "/slow?delay=3000", ca=CA)
+    expect(st == 504, "504 on a slow upstream, got %d" % st)
+    # A listener with a full accept queue drops SYNs: connect hangs.
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    edge(H, CA, "blackhole.test", slug="bh", upstream="http://127.0.0.1:%d" % port)
+    t0 = time.time()
+    st, hd, body = fetch(H, "blackhole.test", "GET", "/x", ca=CA)
+    expect(st == 502 and b"timed out" in body, "connect timeout → 502, got %d %r" % (st, body))
+    expect(time.time() - t0 < 3, "connect timeout honoured")
+    for f in fillers:
+        f.close()
+    ls.close()
+
+
+@test
+def slow_upstream_and_slow_client():
+    s = conn()
+    s.sendall(b"GET /stream?n=2000000&delay=20&block=200000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    got = b""
+    s.settimeout(20)
+    # read slowly: 64 KB every 10 ms
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+        if b"\r\n\r\n" in got and len(got.split(b"\r\n\r\n", 1)[1]) >= 2000000:
+            break
+        time.sleep(0.01)
+    body = got.split(b"\r\n\r\n", 1)[1]
+    expect(body == pattern(2000000), "slow transfer intact (%d bytes)" % len(body))
+    s.close()
+
+
+@test
+def upstream_truncates_and_closes():
+    s = conn()
+    s.sendall(b"GET /truncate?n=10000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    expect(got.startswith(b"HTTP/1.1 200") and len(got.split(b"\r\n\r\n", 1)[1]) == 5000,
+           "truncated body relayed then closed")
+    s = conn()
+    st, hd, body = req(s, b"GET /close HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(st == 502, "origin closing without answer → 502, got %d" % st)
+    s = conn()
+    s.sendall(b"GET /eof-body?n=7777 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(len(body) == 7777 and hd.get("connection") == "close", "close-delimited body")
+
+
+@test
+def http10_client_gets_dechunked_body():
+    s = conn()
+    s.sendall(b"GET /stream?n=100000&chunked=1 HTTP/1.0\r\nHost: app.test\r\n\r\n")
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    head, body = got.split(b"\r\n\r\n", 1)
+    expect(b"chunked" not in head.lower() and body == pattern(100000), "HTTP/1.0 body without chunking")
+
+
+@test
+def access_log_lines():
+    UP.reset()
+    st, hd, body = fetch(H, "app.test", "GET", "/echo/logged?token=SECRET", ca=CA)
+    time.sleep(0.2)
+    with open(ACCESS) as f:
+        lines = [ln for ln in f if "/echo/logged" in ln]
+    expect(lines, "access line written")
+    ln = lines[-1]
+    expect("SECRET" not in ln and "token" not in ln, "no query string in the log: %s" % ln)
+    for k in ("host=app.test", "method=GET", "status=200", "bytes=", "upstream=http://127.0.0.1",
+              "rid=", "t_total_us=", "t_upstream_us="):
+        expect(k in ln, "%s in %s" % (k, ln))
+
+
+@test
+def metrics_count_requests():
+    v = wait_metric(H, "hee_http_requests_total", lambda v: v > 10)
+    expect(v > 10, "requests counted: %s" % v)
+    expect(metric(H, 'hee_upstream_connections_total{kind="reused"}') > 0, "reuse counted")
+
+
+def teardown():
+    H.stop()
+    UP.stop()
+    UP2.stop()
+
+
+if __name__ == "__main__":
+    run(teardown=teardown)

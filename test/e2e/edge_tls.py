@@ -1,0 +1,257 @@
+"""Edge TLS: decisions by SNI before any certificate is chosen (alerts for
+unknown / missing / IP / oversized names, malformed and truncated hellos,
+non-TLS bytes), removed and unverified domains, parked handshakes that time
+out, 10,000 unknown names (bounded memory, no store lookup twice, no order),
+protocol versions, ALPN, session resumption across workers, per-IP limit,
+default certificate."""
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heetest import Hee, expect, run, test  # noqa: E402
+from upstream import Upstream  # noqa: E402
+from edge_common import (TestCA, client_hello, edge, hello_verdict, metric, metrics, read_response,  # noqa: E402
+                         rss_kb, s_client, seed_domain, seed_project, ssl_ctx, tls_client, wait_metric)
+
+UNRECOGNIZED, DECODE, INTERNAL = 112, 50, 80
+TMP = tempfile.mkdtemp(prefix="edge-tls-")
+UP = Upstream()
+CA = TestCA(os.path.join(TMP, "ca"))
+
+# A "directory" that accepts and never answers keeps any issuance pending,
+# so parked handshakes must end by the edge's own bound.
+BLACKHOLE = socket.socket()
+BLACKHOLE.bind(("127.0.0.1", 0))
+BLACKHOLE.listen(64)
+
+# A small ASan quarantine, so RSS reflects what the daemon really holds.
+ASAN = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=1"}
+H = Hee(env=ASAN, conf={"edge": {"handshake_wait": "1s", "negative_cache_size": "20000", "negative_ttl": "10m",
+                       "max_conns_per_ip": "0", "header_timeout": "2s"},
+              "acme": {"directory": "https://127.0.0.1:%d/dir" % BLACKHOLE.getsockname()[1]}})
+PID = edge(H, CA, "ok.test", slug="tlsproj", upstream=UP.url)
+seed_domain(H, "gone.test", PID, removed=True)
+seed_domain(H, "unverified.test", PID, verified=False)
+seed_domain(H, "nocert.test", PID, verified=True)
+
+
+def verdict(data):
+    return hello_verdict(H.tls_port, data)
+
+
+@test
+def known_name_handshakes():
+    s = tls_client(H, "ok.test", CA)
+    expect(s.version() == "TLSv1.3", s.version())
+    expect(s.selected_alpn_protocol() == "http/1.1", "ALPN http/1.1")
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(st == 200, "request over TLS")
+    s.close()
+
+
+@test
+def unknown_sni_alert_then_negcache():
+    v = verdict(client_hello("nobody.test"))
+    expect(v == ("alert", UNRECOGNIZED), "unknown name → unrecognized_name, got %r" % (v,))
+    rc, out = s_client(H.tls_port, "nobody2.test")
+    expect("alert" in out and ("unrecognized name" in out or "number 112" in out), out[-400:])
+    hits = metric(H, 'hee_sni_total{outcome="negative_cached"}')
+    v = verdict(client_hello("nobody.test"))
+    expect(v == ("alert", UNRECOGNIZED), "again refused")
+    expect(metric(H, 'hee_sni_total{outcome="negative_cached"}') == hits + 1, "second time from the negative cache")
+
+
+@test
+def missing_ip_oversized_sni():
+    expect(verdict(client_hello(None)) == ("alert", UNRECOGNIZED), "no SNI → alert")
+    expect(verdict(client_hello(sni_bytes=b"127.0.0.1")) == ("alert", UNRECOGNIZED), "IP SNI → alert")
+    long_name = b".".join([b"a" * 60] * 5)  # 304 bytes
+    v = verdict(client_hello(sni_bytes=long_name))
+    expect(v[0] == "alert", "oversized SNI → alert, got %r" % (v,))
+    v = verdict(client_hello(sni_bytes=b"bad_name!.test"))
+    expect(v[0] == "alert", "invalid SNI → alert, got %r" % (v,))
+    expect(metric(H, 'hee_sni_total{outcome="missing"}') >= 1, "missing counted")
+    expect(metric(H, 'hee_sni_total{outcome="ip_literal"}') >= 1, "ip counted")
+
+
+@test
+def malformed_truncated_and_non_tls():
+    hello = client_hello("ok.test")
+    bad = bytearray(hello)
+    bad[9] ^= 0xFF  # legacy_version high byte / length confusion
+    v = verdict(bytes(bad[:5]) + b"\x01\x00\x00\x02\xff\xff" + bytes(hello[11:40]))
+    expect(v[0] in ("alert", "closed"), "malformed hello refused: %r" % (v,))
+    expect(verdict(b"\x16\x03\x01\x00\x05garbage")[0] in ("alert", "closed"), "garbage record")
+    # truncated: half a hello, then silence → closed by header_timeout
+    t0 = time.time()
+    v = verdict(hello[:len(hello) // 2])
+    expect(v[0] in ("closed", "alert") and time.time() - t0 < 5, "truncated hello closed in time: %r" % (v,))
+    # truncated then EOF
+    s = socket.create_connection(("127.0.0.1", H.tls_port))
+    s.sendall(hello[:30])
+    s.close()
+    v = verdict(b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    expect(v[0] == "http" and "400" in v[1], "HTTP on the TLS port → 400: %r" % (v,))
+    v = verdict(os.urandom(64).replace(b"\x16", b"\x17"))
+    expect(v[0] == "closed", "random bytes → closed: %r" % (v,))
+    expect(H.alive(), "daemon unharmed")
+    known_name_handshakes()
+
+
+@test
+def removed_domain_refused():
+    expect(verdict(client_hello("gone.test")) == ("alert", UNRECOGNIZED), "removed domain → unrecognized_name")
+
+
+@test
+def unverified_parks_then_refused():
+    parked = metric(H, "hee_handshakes_parked_total")
+    t0 = time.time()
+    v = verdict(client_hello("unverified.test"))
+    dt = time.time() - t0
+    expect(v == ("alert", UNRECOGNIZED), "unverified → unrecognized_name, got %r" % (v,))
+    expect(dt < 3, "bounded wait (%.2fs)" % dt)
+    expect(metric(H, "hee_handshakes_parked_total") >= parked + 1, "parked")
+    expect(metric(H, 'hee_sni_total{outcome="unverified"}') >= 1, "unverified counted")
+
+
+@test
+def parked_handshake_times_out():
+    t0 = time.time()
+    rc, out = s_client(H.tls_port, "nocert.test")
+    dt = time.time() - t0
+    expect("alert" in out and ("internal error" in out or "number 80" in out), out[-400:])
+    expect(0.8 <= dt < 4, "refused after handshake_wait (1s): %.2fs" % dt)
+    expect("tls.cert_wanted" in H.stderr_text(), "certificate asked for")
+
+
+@test
+def ten_thousand_unknown_names():
+    names = ["u%05d.flood.test" % i for i in range(10000)]
+    unknown0 = metric(H, 'hee_sni_total{outcome="unknown"}')
+    neg0 = metric(H, 'hee_sni_total{outcome="negative_cached"}')
+    rss0 = rss_kb(H.proc.pid)
+    orders0 = metric(H, 'hee_issuance_total{result="started"}')
+    bad = []
+
+    def worker(part):
+        for n in part:
+            v = hello_verdict(H.tls_port, client_hello(n))
+            if v != ("alert", UNRECOGNIZED):
+                bad.append((n, v))
+
+    for rnd in range(2):
+        ts = [threading.Thread(target=worker, args=(names[i::8],)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    expect(not bad, "all refused with unrecognized_name: %r" % bad[:3])
+    unknown = wait_metric(H, 'hee_sni_total{outcome="unknown"}', lambda v: v >= unknown0 + 10000) - unknown0
+    neg = metric(H, 'hee_sni_total{outcome="negative_cached"}') - neg0
+    expect(unknown == 10000, "one store lookup per name: %d" % unknown)
+    expect(neg == 10000, "second round all from the negative cache: %d" % neg)
+    grow = rss_kb(H.proc.pid) - rss0
+    expect(grow < 16 * 1024, "RSS grew %d KB over 20,000 handshakes" % grow)
+    expect(metric(H, 'hee_issuance_total{result="started"}') == orders0, "no order started")
+    expect("flood.test" not in H.stderr_text(), "no per-name log lines / orders")
+
+
+@test
+def versions_and_alpn():
+    ctx = ssl_ctx(CA)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", H.tls_port)), server_hostname="ok.test")
+    expect(s.version() == "TLSv1.2", "TLS 1.2 works")
+    expect("GCM" in s.cipher()[0] or "CHACHA" in s.cipher()[0], "AEAD suite: %s" % s.cipher()[0])
+    s.close()
+    ctx = ssl_ctx(CA)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer TLS 1.1 at all
+        ctx.wrap_socket(socket.create_connection(("127.0.0.1", H.tls_port)), server_hostname="ok.test")
+        expect(False, "TLS 1.1 accepted")
+    except (ssl.SSLError, OSError):
+        pass
+    s = tls_client(H, "ok.test", CA, alpn=("h2", "http/1.1"))
+    expect(s.selected_alpn_protocol() == "http/1.1", "http/1.1 picked over h2")
+    s.close()
+    s = tls_client(H, "ok.test", CA, alpn=("h2",))
+    expect(s.selected_alpn_protocol() is None, "no ALPN when only h2 is offered")
+    s.close()
+    v = verdict(client_hello("ok.test", alpn=["acme-tls/1"]))
+    expect(v[0] == "alert", "acme-tls/1 without a pending challenge refused: %r" % (v,))
+
+
+@test
+def resumption_across_workers():
+    ctx = ssl_ctx(CA)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", H.tls_port)), server_hostname="ok.test")
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    read_response(s)
+    sess = s.session
+    s.close()
+    resumed0 = metric(H, "hee_tls_resumed_total")
+    n = 0
+    for _ in range(12):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", H.tls_port)), server_hostname="ok.test",
+                            session=sess)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+        read_response(s)
+        n += s.session_reused
+        s.close()
+    expect(n == 12, "resumed %d of 12 (connections spread over 2 workers)" % n)
+    expect(wait_metric(H, "hee_tls_resumed_total", lambda v: v >= resumed0 + 12) >= resumed0 + 12, "counted")
+
+
+@test
+def per_ip_limit_and_default_cert():
+    chain, key = CA.issue("default.invalid")
+    cp, kp = os.path.join(TMP, "def.crt"), os.path.join(TMP, "def.key")
+    open(cp, "w").write(chain)
+    open(kp, "w").write(key)
+    h2 = Hee(conf={"edge": {"max_conns_per_ip": "3", "default_cert": cp, "default_key": kp}})
+    try:
+        socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
+        for s in socks:  # TCP_DEFER_ACCEPT: a connection is accepted once it sends
+            s.sendall(client_hello("x.test")[:20])
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", h2.tls_port))
+        extra.settimeout(3)
+        extra.sendall(client_hello(None))
+        try:
+            got = extra.recv(10)
+        except ConnectionResetError:
+            got = b""
+        expect(got == b"", "4th connection from one IP closed: %r" % got)
+        for s in socks:
+            s.close()
+        time.sleep(0.2)
+        ctx = ssl_ctx(None)
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", h2.tls_port)))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: whatever.test\r\n\r\n")
+        st, hd, body, rest = read_response(s)
+        expect(st == 421, "default certificate connection answers 421, got %d" % st)
+        expect(metric(h2, "hee_connections_refused_total") >= 1, "refusal counted")
+    finally:
+        h2.stop()
+        h2.cleanup()
+
+
+def teardown():
+    H.stop()
+    UP.stop()
+    BLACKHOLE.close()
+
+
+if __name__ == "__main__":
+    run(teardown=teardown)
