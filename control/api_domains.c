@@ -85,9 +85,10 @@ static void on_register(api_req_t *r)
         api_error_ops(r, &e);
     } else {
         log_info("domain.created", "host=%s project=%s token=%s", d.hostname, p.slug, r->auth.token_id);
+        /* No probe here: the scheduler checks a new domain within a tick, and
+         * a hint would also start issuance — certificates are issued on
+         * demand, at the first handshake, not at registration. */
         changed(r, d.hostname, 1);
-        if (r->c->verify)
-            verify_hint(r->c->verify, d.hostname);
         reply_domain(r, 201, &d);
         store_domain_clear(&d);
     }

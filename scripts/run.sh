@@ -10,7 +10,7 @@ bash scripts/install-deps.sh run
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DHEE_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)"
 
-mkdir -p data
+mkdir -m 700 -p data
 if [[ -f data/hee.pid ]] && kill -0 "$(cat data/hee.pid)" 2>/dev/null; then
   echo "hee is already running (pid $(cat data/hee.pid)); stop it with: kill $(cat data/hee.pid)"
 else
@@ -31,21 +31,29 @@ build/hee ca export --config conf/hee.conf >data/hee-local-ca.pem 2>/dev/null ||
 cat <<NEXT
 
 hee is running (pid $(cat data/hee.pid)); log: $top/data/hee.log
-  TLS edge  :8443   HTTP :8080   API $api
+  TLS edge :8443   HTTP :8080   API $api   metrics $api/metrics
 
-Next steps:
-  TOKEN=\$(cat $top/data/admin.token)
-  # 1. a project whose upstream is your app
+Next steps (copy and paste):
+  ADMIN=\$(cat $top/data/admin.token)
+  # 1. a project whose upstream is your app; "registration" trusts registration
+  #    alone (handy locally; in production leave it out so DNS is verified)
+  curl -s -H "Authorization: Bearer \$ADMIN" -H 'Content-Type: application/json' \\
+       -d '{"slug":"acme","upstream":"http://127.0.0.1:3000","settings":{"verification":"registration"}}' \\
+       $api/v1/projects
+  # 2. a token for that project (shown once)
+  TOKEN=\$(curl -s -H "Authorization: Bearer \$ADMIN" -H 'Content-Type: application/json' \\
+       -d '{"projectSlug":"acme","scopes":["connections:read","connections:write"]}' \\
+       $api/v1/tokens | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["token"])')
+  # 3. a customer's hostname, with metadata your app wants back
   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
-       -d '{"slug":"acme","upstream":"http://127.0.0.1:3000"}' $api/v1/projects
-  # 2. a customer's hostname (trust registration alone while you try it locally)
-  curl -s -X PATCH -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
-       -d '{"settings":{"verification":"registration"}}' $api/v1/projects/acme
-  curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
-       -H 'X-Hee-Project: acme' -d '{"hostname":"docs.example.test"}' $api/v1/edge/domains
-  # 3. the first HTTPS request issues its certificate from the local CA
+       -d '{"hostname":"docs.example.test","metadata":{"workspaceId":"ws_1"}}' $api/v1/edge/domains
+  # 4. the first HTTPS request issues its certificate from the local CA
+  #    (start your app on 127.0.0.1:3000 first, e.g. python3 -m http.server 3000)
   curl --cacert $top/data/hee-local-ca.pem --resolve docs.example.test:8443:127.0.0.1 \\
        https://docs.example.test:8443/
-  # local CA root to trust: $top/data/hee-local-ca.pem  (again: build/hee ca export --config conf/hee.conf)
-  # stop: kill \$(cat $top/data/hee.pid)
+  # 5. what your app asks Hee on each request
+  curl -s -H "Authorization: Bearer \$TOKEN" "$api/v1/edge/resolve?hostname=docs.example.test"
+
+  Local CA root to trust: $top/data/hee-local-ca.pem   (build/hee ca export --config conf/hee.conf)
+  Stop: kill \$(cat $top/data/hee.pid)
 NEXT

@@ -1,7 +1,8 @@
 """edge_common: helpers shared by the edge_*.py end-to-end tests.
 
     ca = TestCA(dir)                  throw-away P-256 CA (openssl CLI)
-    ca.issue(host, days=7) -> (chain_pem, key_pem)   leaf for host, signed by ca
+    ca.issue(host, days=7, ip=None) -> (chain_pem, key_pem)   leaf for host (and IP), signed by ca
+    ca.files(host, ip=None) -> (cert_path, key_path)        the same, written to files
     ca.path                           CA certificate file (trust it in clients)
     seed_project(h, slug, upstream, fallback=None, settings=None, hmac_key=b"k"*32) -> id
     seed_domain(h, host, project_id, verified=True, metadata="{}", removed=False) -> id
@@ -47,14 +48,15 @@ class TestCA:
         self.path = os.path.join(d, "ca.crt")
         self.n = 0
 
-    def issue(self, host, days=7):
+    def issue(self, host, days=7, ip=None):
         self.n += 1
         d, k, csr, crt, ext = self.dir, "l%d.key" % self.n, "l%d.csr" % self.n, "l%d.crt" % self.n, "l%d.ext" % self.n
         _ossl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", k], d)
         _ossl(["req", "-new", "-key", k, "-subj", "/CN=%s" % host[:64], "-out", csr], d)
         with open(os.path.join(d, ext), "w") as f:
-            f.write("subjectAltName=DNS:%s\nbasicConstraints=critical,CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n" % host)
+            f.write("subjectAltName=DNS:%s%s\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                    % (host, ",IP:%s" % ip if ip else ""))
         _ossl(["x509", "-req", "-in", csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                "-days", str(days), "-sha256", "-extfile", ext, "-out", crt], d)
         with open(os.path.join(d, crt)) as f:
@@ -62,6 +64,20 @@ class TestCA:
         with open(os.path.join(d, k)) as f:
             key = f.read()
         return chain, key
+
+
+def _files(ca, host, ip=None):
+    chain, key = ca.issue(host, ip=ip)
+    cp = os.path.join(ca.dir, "%s.files.crt" % host)
+    kp = os.path.join(ca.dir, "%s.files.key" % host)
+    with open(cp, "w") as f:
+        f.write(chain)
+    with open(kp, "w") as f:
+        f.write(key)
+    return cp, kp
+
+
+TestCA.files = _files
 
 
 def _db(h):

@@ -24,9 +24,13 @@ TMP = tempfile.mkdtemp(prefix="edge-proxy-")
 UP = Upstream()
 UP2 = Upstream()
 CA = TestCA(os.path.join(TMP, "ca"))
+UPS = Upstream(tls=CA.files("localhost", ip="127.0.0.1"))          # https origin, verifiable
+UPS_BAD = Upstream(tls=CA.files("wrong.name.test"))                  # https origin, wrong name
 ACCESS = os.path.join(TMP, "access.log")
 KEY = b"s3cret-project-key-0123456789abc"
-H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms",
+# SSL_CERT_FILE: the daemon's default trust store is the test CA, so https
+# origins signed by it verify.
+H = Hee(env={"SSL_CERT_FILE": CA.path}, conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms",
                        "upstream_connect_timeout": "700ms", "trusted_proxies": "10.9.0.0/16"},
               "log": {"access_log": ACCESS}})
 META = '{"workspaceId":"ws_abc123","plan":"pro"}'
@@ -39,6 +43,9 @@ edge(H, CA, "nometa.test", slug="plain-proj", upstream=UP.url, hmac_key=KEY)
 edge(H, CA, "fallback.test", slug="fb", upstream="http://127.0.0.1:1", fallback=UP2.url)
 edge(H, CA, "down.test", slug="down", upstream="http://127.0.0.1:1")
 edge(H, CA, "small.test", slug="small", upstream=UP.url, settings='{"maxBodyBytes": 1000}')
+edge(H, CA, "tlsup.test", slug="tlsup", upstream="https://localhost:%d" % UPS.port)
+edge(H, CA, "tlsip.test", slug="tlsip", upstream=UPS.url)
+edge(H, CA, "tlsbad.test", slug="tlsbad", upstream="https://127.0.0.1:%d" % UPS_BAD.port)
 
 
 def conn(host="app.test"):
@@ -86,6 +93,24 @@ def get_and_forwarding_headers():
     want = hmac.new(KEY, ("%s.app.test.acme.%s" % (t, meta)).encode(), hashlib.sha256).hexdigest()
     expect(sig == "t=%s,v1=%s" % (t, want), "signature %r, want v1=%s" % (sig, want))
     expect(abs(int(t) - time.time()) < 5, "timestamp")
+
+
+@test
+def trusted_proxy_headers_kept():
+    h2 = Hee(conf={"edge": {"trusted_proxies": "10.0.0.0/8, 127.0.0.0/8"}})
+    try:
+        edge(h2, CA, "t.test", slug="trusty", upstream=UP.url)
+        st, hd, body = fetch(h2, "t.test", "GET", "/echo", ca=CA,
+                             headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "http",
+                                      "Forwarded": "for=203.0.113.7", "X-Hee-Project": "evil"})
+        r = echo(body)
+        expect(hdr(r, "x-forwarded-for") == "203.0.113.7, 127.0.0.1", hdr(r, "x-forwarded-for"))
+        expect(hdr(r, "x-forwarded-proto") == "http", "a trusted proxy's proto is kept")
+        expect(hdr(r, "forwarded") == "for=203.0.113.7, for=127.0.0.1;host=t.test;proto=https", hdr(r, "forwarded"))
+        expect(hdr(r, "x-hee-project") == "trusty", "tenant header never taken from the client")
+    finally:
+        h2.stop()
+        h2.cleanup()
 
 
 @test
@@ -224,11 +249,11 @@ def host_must_match_sni():
 
 
 @test
-def websocket_echo():
-    s = conn()
+def websocket_echo(host="app.test"):
+    s = conn(host)
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET /ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+    s.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host, key)).encode())
     st, hd, body, rest = read_response(s)
     expect(st == 101, "101, got %d" % st)
     expect(hd.get("upgrade", "").lower() == "websocket", "Upgrade header relayed: %r" % hd)
@@ -368,10 +393,35 @@ def metrics_count_requests():
     expect(metric(H, 'hee_upstream_connections_total{kind="reused"}') > 0, "reuse counted")
 
 
+@test
+def https_upstreams():
+    UPS.reset()
+    s = conn("tlsup.test")
+    for i in range(5):
+        st, hd, body = req(s, b"GET /echo/%d HTTP/1.1\r\nHost: tlsup.test\r\n\r\n" % i)
+        expect(st == 200 and echo(body)["path"] == "/echo/%d" % i, "https origin by name: %d" % st)
+    expect(len({r["conn_id"] for r in UPS.requests}) == 1, "TLS upstream connection reused")
+    data = os.urandom(300000)
+    st, hd, body = req(s, b"POST /echo HTTP/1.1\r\nHost: tlsup.test\r\nContent-Length: %d\r\n\r\n" % len(data)
+                       + data)
+    expect(echo(body)["body_sha256"] == hashlib.sha256(data).hexdigest(), "upload over TLS upstream")
+    st, hd, body = req(s, b"GET /stream?n=1000000&chunked=1 HTTP/1.1\r\nHost: tlsup.test\r\n\r\n")
+    expect(body == pattern(1000000), "download over TLS upstream")
+    s.close()
+    st, hd, body = fetch(H, "tlsip.test", "GET", "/echo", ca=CA)
+    expect(st == 200, "https origin by IP (IP SAN checked): %d" % st)
+    st, hd, body = fetch(H, "tlsbad.test", "GET", "/echo", ca=CA)
+    expect(st == 502 and b"TLS" in body, "certificate for another name → 502: %d %r" % (st, body))
+    expect(UPS_BAD.requests == [], "nothing sent to an unverified origin")
+    websocket_echo("tlsup.test")
+
+
 def teardown():
     H.stop()
     UP.stop()
     UP2.stop()
+    UPS.stop()
+    UPS_BAD.stop()
 
 
 if __name__ == "__main__":

@@ -214,6 +214,55 @@ def resumption_across_workers():
 
 
 @test
+def key_update_after_takeover():
+    """After the first request the connection leaves OpenSSL (tlsrec); a
+    client KeyUpdate asking for ours must still work both ways."""
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % H.tls_port, "-servername", "ok.test",
+                          "-tls1_3", "-CAfile", CA.path],  # no -ign_eof: it turns off "K"
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    req = b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n"
+    time.sleep(0.5)
+    p.stdin.write(req)
+    p.stdin.flush()
+    time.sleep(0.5)
+    p.stdin.write(b"K\n")  # s_client: send KeyUpdate, update_requested
+    p.stdin.flush()
+    time.sleep(0.3)
+    p.stdin.write(req)
+    p.stdin.flush()
+    time.sleep(0.5)
+    p.stdin.write(b"Q\n")
+    p.stdin.flush()
+    try:
+        out = p.communicate(timeout=10)[0].decode("latin-1")
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out = p.communicate()[0].decode("latin-1")
+    expect("KEYUPDATE" in out, "s_client sent a KeyUpdate: %s" % out[-500:])
+    expect(out.count("HTTP/1.1 200") == 2, "both requests answered: %s" % out[-1500:])
+
+
+@test
+def garbage_after_takeover_closes():
+    s = tls_client(H, "ok.test", CA)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+    read_response(s)
+    time.sleep(0.1)
+    sock = socket.socket(fileno=os.dup(s.fileno()))  # raw bytes under the TLS session
+    sock.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))  # a record that cannot authenticate
+    sock.settimeout(5)
+    try:
+        closed = sock.recv(100) == b""
+    except (ConnectionResetError, OSError):
+        closed = True
+    expect(closed, "forged record → connection closed")
+    sock.close()
+    s.close()
+    expect(H.alive(), "daemon unharmed")
+    known_name_handshakes()
+
+
+@test
 def per_ip_limit_and_default_cert():
     chain, key = CA.issue("default.invalid")
     cp, kp = os.path.join(TMP, "def.crt"), os.path.join(TMP, "def.key")

@@ -16,6 +16,7 @@ if not shutil.which("knotd"):
 
 from hooks_common import Hee, Receiver, add_domain, check_domain_order, create_endpoint, del_domain, expect, hook_conf
 from heetest import run, test
+from issuer_lib import handshake
 from verify_dns import VerifyDns, hee_verify_conf
 
 DNS = None
@@ -44,6 +45,9 @@ def every_lifecycle_event_arrives_in_order():
         verified = wait_type(r, host, "domain.verified")
         expect(verified.json["data"]["method"] == "cname" and verified.json["data"]["domain"]["verified"], repr(
             verified.json))
+        # Certificates are issued on demand: the first handshake asks for one.
+        hs = handshake(H.tls_port, host)
+        expect(hs["ok"], "first handshake: %r" % hs)
         issued = wait_type(r, host, "ssl.issued")
         expect(issued.json["data"]["certificate"]["notAfter"], repr(issued.json["data"]))
         done = wait_type(r, host, "domain.flow.completed")
