@@ -16,30 +16,36 @@
  * the same socket holds (a hash keyed by socket and ID finds the attempt for
  * an answer). An answer is accepted only when it comes from the server's
  * address and port, carries that ID, QR set, opcode QUERY, and repeats our
- * one question: same type, class IN, and the same name. With 0x20 (on by
- * default) every letter of the name goes out in a random case and must come
- * back in exactly that case; before parsing, the question bytes are set back
- * to the name as asked, so callers (and owner names compressed against the
- * question) never see the random case. A server that answers with the name
- * matching but in another case does not echo case: the server is asked
- * plainly from then on (log dns.0x20_off) and the attempt is re-sent at once
- * without using up a try.
+ * one question: same type, class IN, and the same name. With 0x20
+ * (dns_resolver_set_0x20) every letter of the name goes out in a random case
+ * and must come back in exactly that case; before parsing, the question bytes
+ * are set back to the name as asked, so callers (and owner names compressed
+ * against the question) never see the random case. A server that answers with
+ * the name matching but in another case does not echo case: the server is
+ * asked plainly from then on (log dns.0x20_off) and the attempt is re-sent at
+ * once without using up a try. 0x20 is off by default: a server that matches
+ * names case-sensitively (against RFC 4343; test_probe's fake zone server
+ * does) would answer a random-case name wrongly rather than in another case,
+ * which no fallback can notice.
  *
- * Security trade-off. A blind spoofer must hit port, ID and name (and 0x20
- * case) of one waiting attempt. Per-query sockets gave ~30.8 bits (16-bit ID x
- * ~28k ephemeral ports) on ports that lived one round trip. Pooled ports give
- * the same to an attacker who does not know which ports are open, but they
- * live up to max_age, long enough for a port-inference side channel (SAD DNS,
- * CVE-2020-25705: fixed in Linux >= 5.10 by randomising the ICMP rate limit)
- * to find them; an attacker who knows all 64 ports of a server has 6 bits of
- * slot + 16 bits of ID = 22 bits, plus one bit per letter of the name under
- * 0x20 (e.g. 10 for "www.example.com"), for each spoofed packet, within the
- * attempt's timeout. Connected sockets mean a scan must also spoof the
- * server's address. Smaller max_uses/max_age narrow the window at the cost of
- * more socket churn; the pool can be sized up to widen the slot entropy. A
- * spoofed ICMP unreachable for a pooled port (attacker needs that port) now
- * fails every attempt waiting on that socket instead of one; they move on to
- * their next try. Spoofing the 0x20 fallback needs a packet that already
+ * Security trade-off. To poison one name a blind spoofer must hit the port,
+ * ID and name (and 0x20 case) of that name's waiting attempt before the real
+ * answer. Per-query sockets gave ~30.8 bits (16-bit ID x ~28k ports of the
+ * default 32768-60999 range) on ports that lived one round trip. A pooled
+ * port is as random when opened, so an attacker who does not know the open
+ * ports faces the same odds per packet; but ports now live up to max_age,
+ * long enough for a port-inference side channel (SAD DNS, CVE-2020-25705,
+ * closed in Linux >= 5.10 by randomising the ICMP rate limit) to find them.
+ * An attacker who knows all 64 ports of a server is left with 6 bits (which
+ * socket) + 16 bits (ID) = 1 in 2^22 per spoofed packet within the attempt's
+ * timeout, plus one bit per letter of the name with 0x20 (10 for
+ * "www.example.com"). Connected sockets mean such a scan must also spoof the
+ * server's address, and the usual resolver is local or near, off the
+ * attacker's path. Smaller max_uses/max_age shrink the window at the cost of
+ * more socket churn; a bigger pool adds slot entropy (log2 of its size). A
+ * spoofed ICMP unreachable for a pooled port (the attacker needs that port)
+ * now fails every attempt waiting on that socket instead of one; they move on
+ * to their next try. Spoofing the 0x20 fallback takes a packet that already
  * matches port, ID and name, and only turns 0x20 off for that server.
  *
  * Timers: all attempts share one timeout, so their deadlines come in the order
@@ -529,8 +535,8 @@ static struct dns_sock *sock_pick(dns_resolver_t *r, size_t server, int64_t now)
     return *slot;
 }
 
-/* Retires every pooled socket that is stale (all of them when `all`) and
- * has nothing waiting on it, or every pooled socket when `all`. */
+/* Retires every pooled socket (`all`), or the stale ones with nothing
+ * waiting on them: an idle old port is not left open for someone to find. */
 static void pool_retire(dns_resolver_t *r, bool all, int64_t now)
 {
     for (size_t i = 0; i < r->nservers * r->pool_size; i++) {
@@ -582,7 +588,6 @@ dns_resolver_t *dns_resolver_new(struct event_base *base, const char *const *ser
     r->pool_size = DNS_DEFAULT_POOL;
     r->max_uses = DNS_DEFAULT_MAX_USES;
     r->max_age_ms = DNS_DEFAULT_MAX_AGE_MS;
-    r->use_0x20 = true;
     r->rnd_off = sizeof(r->rnd);
     TAILQ_INIT(&r->inflight);
     TAILQ_INIT(&r->queue);

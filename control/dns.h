@@ -76,10 +76,11 @@ void dns_resolver_set_max_inflight(dns_resolver_t *r, size_t max);
  * max_uses queries (0 = 256) or max_age_ms (0 = 5000). Sockets in use drain
  * and close. 0, or -1 on bad input (nothing changed). */
 int dns_resolver_set_pool(dns_resolver_t *r, size_t sockets, unsigned max_uses, int max_age_ms);
-/* 0x20 (default on): UDP query names go out in random letter case and an
- * answer must echo it exactly. A server seen answering in another case is
- * asked plainly from then on. The ldns_pkt handed to callbacks always
- * carries the name as asked. */
+/* 0x20 (default off): UDP query names go out in random letter case and an
+ * answer must echo it exactly, one more bit against spoofing per letter. A
+ * server seen answering in another case is asked plainly from then on; one
+ * that matches names case-sensitively is not detected, hence opt-in. The
+ * ldns_pkt handed to callbacks always carries the name as asked. */
 void dns_resolver_set_0x20(dns_resolver_t *r, bool on);
 size_t dns_resolver_inflight(const dns_resolver_t *r);
 size_t dns_resolver_queued(const dns_resolver_t *r);

@@ -321,6 +321,9 @@ static int build_dns(struct verify *v, const config_t *cfg, dns_resolver_t **r_o
     if (!r)
         goto fail;
     dns_resolver_set_max_inflight(r, dns_inflight_cap(cfg->probe_concurrency));
+    /* 0x20: random letter case in every query name, checked in the answer,
+     * adds entropy against spoofed answers on top of ports and IDs. */
+    dns_resolver_set_0x20(r, true);
     /* Room above the scheduler's own bound, so API and first-request
      * probes do not queue behind a sweep. */
     probe_ctx_t *p = probe_ctx_new(v->c->base, r, (size_t)cfg->probe_concurrency + VERIFY_URGENT_ROOM,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -778,6 +779,12 @@ static void test_0x20_randomises_and_restores(void **state)
     fake_t *f = fake_new(base, FAKE_OK);
     dns_resolver_t *r = resolver_for(base, f->port, 1000, 1);
     result_t res;
+    ask_name(base, r, "AbC.example", &res); /* off by default */
+    assert_string_equal(f->qname, "AbC.example.");
+    assert_question(res.pkt, "AbC.example.");
+    ldns_pkt_free(res.pkt);
+
+    dns_resolver_set_0x20(r, true);
     ask_name(base, r, long_name, &res);
     assert_int_equal(res.st, DNS_OK);
     /* On the wire: the same name in mixed case (all lower: p = 2^-33). */
@@ -789,12 +796,6 @@ static void test_0x20_randomises_and_restores(void **state)
     dns_stats_t st;
     dns_resolver_stats(r, &st);
     assert_int_equal(st.case_mismatches, 0);
-
-    dns_resolver_set_0x20(r, false);
-    ask_name(base, r, "AbC.example", &res);
-    assert_string_equal(f->qname, "AbC.example.");
-    assert_question(res.pkt, "AbC.example.");
-    ldns_pkt_free(res.pkt);
     dns_resolver_free(r);
     fake_free(f);
     event_base_free(base);
@@ -808,6 +809,7 @@ static void test_0x20_fallback(void **state)
     struct event_base *base = event_base_new();
     fake_t *f = fake_new(base, FAKE_LOWER);
     dns_resolver_t *r = resolver_for(base, f->port, 1000, 1);
+    dns_resolver_set_0x20(r, true);
     result_t res;
     ask_name(base, r, "ABCDEFGHIJKLMNOPQRSTUVWXYZ.example", &res);
     assert_int_equal(res.st, DNS_OK);
@@ -828,6 +830,26 @@ static void test_0x20_fallback(void **state)
     assert_string_equal(f->qname, long_name);
     dns_resolver_stats(r, &st);
     assert_int_equal(st.case_mismatches, 1);
+    dns_resolver_free(r);
+    fake_free(f);
+    event_base_free(base);
+}
+
+/* 0x20 over UDP, then TC: the TCP retry asks the name as given. */
+static void test_0x20_then_tcp(void **state)
+{
+    struct event_base *base = event_base_new();
+    fake_t *f = fake_new(base, FAKE_TC);
+    dns_resolver_t *r = resolver_for(base, f->port, 1000, 1);
+    dns_resolver_set_0x20(r, true);
+    result_t res = {0};
+    assert_non_null(dns_query(r, "Q.example", LDNS_RR_TYPE_TXT, 0, on_result, &res));
+    run_until(base, &res.done, 1, 3000);
+    assert_int_equal(res.st, DNS_OK);
+    assert_int_equal(ldns_rr_list_rr_count(ldns_pkt_answer(res.pkt)), 40);
+    assert_question(res.pkt, "Q.example.");
+    ldns_pkt_free(res.pkt);
+    assert_int_equal(f->tcp_seen, 1);
     dns_resolver_free(r);
     fake_free(f);
     event_base_free(base);
@@ -1111,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_ids_unique_per_socket),
         cmocka_unit_test(test_0x20_randomises_and_restores),
         cmocka_unit_test(test_0x20_fallback),
+        cmocka_unit_test(test_0x20_then_tcp),
         cmocka_unit_test(test_free_from_callback_in_batch),
         cmocka_unit_test(test_cancel_from_callback_in_batch),
         cmocka_unit_test(test_closed_port_fails_all_on_socket),

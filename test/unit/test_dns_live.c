@@ -3,7 +3,9 @@
  * loads the zones listed there and passes HEE_DNS_SERVER=127.0.0.1:<port>.
  *   test_dns_live main     the scenarios below
  *   test_dns_live edited   after the driver edited cust.test
- *   test_dns_live bench [N] [seconds]   probes/s, bounded in count and time */
+ *   test_dns_live bench [N] [seconds]   probes/s, bounded in count and time
+ * The bench takes the resolver's defaults unless HEE_DNS_POOL=<sockets per
+ * server> or HEE_DNS_0X20=1 say otherwise (for tuning runs). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -238,6 +241,37 @@ static void test_after_edit(void **state)
     assert_true(o.verified); /* the customer fixed it */
 }
 
+/* Knot echoes the case of the question: 0x20 costs nothing there, and many
+ * queries share a few pooled sockets. */
+static void test_0x20_and_pool(void **state)
+{
+    struct event_base *base = event_base_new();
+    const char *servers[] = {server};
+    dns_resolver_t *r = dns_resolver_new(base, servers, 1, 1000, 1);
+    assert_non_null(r);
+    dns_resolver_set_0x20(r, true);
+    assert_int_equal(dns_resolver_set_pool(r, 4, 0, 0), 0);
+    for (int i = 0; i < 40; i++) {
+        dres_t res = {0};
+        assert_non_null(dns_query(r, "WwW.Cust.TEST", LDNS_RR_TYPE_CNAME, 0, on_dns, &res));
+        wait_for(base, &res.done, 5000);
+        assert_int_equal(res.st, DNS_OK);
+        ldns_rr_list *ans = ldns_pkt_answer(res.pkt);
+        assert_int_equal(ldns_rr_list_rr_count(ans), 1);
+        char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ans, 0)));
+        assert_int_equal(strcasecmp(owner, "www.cust.test."), 0);
+        free(owner);
+        ldns_pkt_free(res.pkt);
+    }
+    dns_stats_t st;
+    dns_resolver_stats(r, &st);
+    assert_int_equal(st.case_mismatches, 0);
+    assert_int_equal(st.udp_sent, 40);
+    assert_true(st.sockets_opened <= 4);
+    dns_resolver_free(r);
+    event_base_free(base);
+}
+
 /* ---- bench ---------------------------------------------------------------- */
 
 typedef struct {
@@ -296,6 +330,11 @@ static int bench(long n, int seconds, const char *label, unsigned methods, const
      * a rare dropped datagram from adding seconds to a few-second run. */
     dns_resolver_t *r = dns_resolver_new(base, servers, 1, 500, 3);
     dns_resolver_set_max_inflight(r, 256);
+    const char *pool = getenv("HEE_DNS_POOL"), *x20 = getenv("HEE_DNS_0X20");
+    if (pool && dns_resolver_set_pool(r, (size_t)atol(pool), 0, 0) != 0)
+        fprintf(stderr, "bad HEE_DNS_POOL=%s: defaults kept\n", pool);
+    if (x20)
+        dns_resolver_set_0x20(r, atoi(x20) != 0);
     probe_ctx_t *ctx = probe_ctx_new(base, r, 256, 0);
     bench_t b = {.base = base, .ctx = ctx, .target = n, .methods = methods, .txt = txt, .ca = ca};
     int64_t t0 = util_mono_ms(), c0 = cpu_ms();
@@ -307,11 +346,13 @@ static int bench(long n, int seconds, const char *label, unsigned methods, const
     dns_resolver_stats(r, &st);
     double secs = ms > 0 ? ms / 1000.0 : 0.001;
     printf("BENCH %s probes=%ld verified=%ld ms=%lld probes_per_s=%.0f queries=%llu "
-           "queries_per_s=%.0f cpu_ms=%lld probes_per_cpu_s=%.0f timeouts=%llu tcp=%llu\n",
+           "queries_per_s=%.0f cpu_ms=%lld probes_per_cpu_s=%.0f timeouts=%llu tcp=%llu "
+           "sockets_opened=%llu case_mismatches=%llu\n",
            label, b.done, b.verified, (long long)ms, b.done / secs,
            (unsigned long long)st.queries, st.queries / secs, (long long)cpu,
            cpu > 0 ? b.done / (cpu / 1000.0) : 0.0,
-           (unsigned long long)st.timeouts, (unsigned long long)st.tcp_fallbacks);
+           (unsigned long long)st.timeouts, (unsigned long long)st.tcp_fallbacks,
+           (unsigned long long)st.sockets_opened, (unsigned long long)st.case_mismatches);
     fflush(stdout);
     probe_ctx_free(ctx);
     dns_resolver_free(r);
@@ -351,6 +392,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncated_then_tcp),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_0x20_and_pool),
     };
     return cmocka_run_group_tests_name("dns_live", tests, NULL, NULL);
 }

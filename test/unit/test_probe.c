@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -615,9 +616,9 @@ static void on_zone_query(evutil_socket_t fd, short what, void *arg)
     ldns_pkt_set_id(r, ldns_pkt_id(q));
     ldns_pkt_set_qr(r, true);
     ldns_pkt_push_rr(r, LDNS_SECTION_QUESTION, ldns_rr_clone(qrr));
-    if (strncmp(name, "silent.", 7) == 0)
+    if (strncasecmp(name, "silent.", 7) == 0)
         goto out;
-    if (strncmp(name, "bogus.", 6) == 0 && !ldns_pkt_cd(q)) {
+    if (strncasecmp(name, "bogus.", 6) == 0 && !ldns_pkt_cd(q)) {
         ldns_pkt_set_rcode(r, LDNS_RCODE_SERVFAIL);
     } else {
         bool exists = false, typed = false;
