@@ -94,8 +94,8 @@ void conn_close(conn_t *c)
     event_del(&c->wev);
     event_del(&c->tev);
     if (c->ssl) {
-        /* No close_notify: it could block, and HTTP/1.1 framing already
-         * told the client where the data ends. */
+        /* Abrupt end: nothing more is written (conn_finish sent
+         * close_notify on a graceful one). */
         SSL_set_quiet_shutdown(c->ssl, 1);
         SSL_free(c->ssl);
         ERR_clear_error();
@@ -254,6 +254,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     c->deadline_ms = 0;
     if (c->state <= CS_HANDSHAKE)
         tls_on_timeout(c);
+    else if (c->state == CS_LINGER)
+        conn_close(c);
     else
         proxy_on_timeout(c);
 }
@@ -444,13 +446,69 @@ int conn_flush(conn_t *c)
     return c->rec && c->rawout.len ? rawout_flush(c) : 1;
 }
 
+#define LINGER_MS 2000
+
+static void close_notify(conn_t *c)
+{
+    if (c->ssl) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* one non-blocking write of the alert; the reply is not awaited */
+        ERR_clear_error();
+        return;
+    }
+    if (!c->rec)
+        return;
+    static const uint8_t alert[2] = { 1, 0 }; /* warning, close_notify */
+    long room = iobuf_reserve(&c->rawout, &c->w->pool, TLSREC_OVERHEAD + 2, 2 * IOBUF_BLOCK);
+    long n = room >= TLSREC_OVERHEAD + 2 ? tlsrec_seal_alert(c->rec, alert, (uint8_t *)iobuf_tail(&c->rawout)) : -1;
+    if (n > 0) {
+        c->rawout.len += (uint32_t)n;
+        rawout_flush(c);
+    }
+}
+
+void conn_flushed(conn_t *c)
+{
+    close_notify(c);
+    if (!(c->flags & CF_LINGER) && c->in.len == 0) {
+        conn_close(c);
+        return;
+    }
+    /* Our answer is out, but the client may still be sending (a body we
+     * refused, pipelined requests): closing now would reset the
+     * connection and could destroy the answer in flight. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = CS_LINGER;
+    conn_watch_read(c);
+    conn_want_read(c, 1);
+    conn_deadline(c, LINGER_MS);
+}
+
+static void linger_read(conn_t *c)
+{
+    char buf[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        break;
+    }
+    conn_close(c);
+}
+
 void conn_finish(conn_t *c)
 {
     c->state = CS_FLUSH;
     conn_want_read(c, 0);
     int r = conn_flush(c);
-    if (r != 0) {
+    if (r < 0) {
         conn_close(c);
+        return;
+    }
+    if (r == 1) {
+        conn_flushed(c);
         return;
     }
     conn_deadline(c, c->w->cfg->idle_timeout_ms);
@@ -474,6 +532,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (c->state <= CS_HANDSHAKE) {
         tls_on_readable(c, what);
+        return;
+    }
+    if (c->state == CS_LINGER) {
+        linger_read(c);
         return;
     }
     proxy_on_readable(c);

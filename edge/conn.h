@@ -44,6 +44,7 @@ enum conn_state {
     CS_REQ,        /* a request in flight (proxy.c) */
     CS_TUNNEL,     /* after 101 Switching Protocols: bytes both ways */
     CS_FLUSH,      /* writing the last bytes, then close */
+    CS_LINGER,     /* closed for writing; discarding input until EOF */
 };
 
 enum conn_flags {
@@ -57,6 +58,7 @@ enum conn_flags {
     CF_COUNTED_IP = 1 << 8,
     CF_DEFAULT_CERT = 1 << 9, /* no usable SNI: every request gets 421 */
     CF_ET = 1 << 10,       /* the read event is edge-triggered (hello phase) */
+    CF_LINGER = 1 << 11,   /* the client may still be sending: drain before close */
 };
 
 typedef struct conn {
@@ -128,8 +130,13 @@ long conn_write(conn_t *c, const void *p, size_t n);
  * 0 when blocked (write event armed), -1 error. */
 int conn_flush(conn_t *c);
 
-/* Hands the connection back after its last bytes are written. */
+/* Ends the connection gracefully: writes what is left, sends close_notify
+ * (TLS), and, when the client may still be sending (CF_LINGER or unread
+ * input), half-closes and discards input for a moment so our last
+ * response is not destroyed by a reset. Then closes. */
 void conn_finish(conn_t *c);
+/* Called by proxy_on_writable once CS_FLUSH has nothing left. */
+void conn_flushed(conn_t *c);
 
 /* Dispatch from route.c when a lookup this connection waited on ended. */
 void conn_on_route(conn_t *c, struct route *r, certcache_entry_t *e, int status);

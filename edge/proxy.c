@@ -241,8 +241,10 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
         if (rq->req_body == HTTP1_BODY_NONE)
             rq->flags |= RQ_BODY_DONE;
     }
-    if (!(rq->flags & RQ_BODY_DONE))
+    if (!(rq->flags & RQ_BODY_DONE)) {
         close = 1; /* unread body bytes: the connection cannot be reused */
+        c->flags |= CF_LINGER;
+    }
     if (w->draining)
         close = 1;
     char head[1024];
@@ -361,6 +363,7 @@ static void bad_request(conn_t *c, int status, const char *why)
     }
     c->state = CS_REQ;
     c->req->flags |= RQ_BODY_DONE;
+    c->flags |= CF_LINGER; /* whatever followed the bad bytes is unread */
     log_debug("http.bad_request", "peer=%s status=%d reason=\"%s\" rid=%s", c->ip, status, why, c->req->rid);
     char body[256];
     int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, reason(status), why, c->req->rid);
@@ -428,8 +431,94 @@ static const char *signature(edge_worker_t *w, const route_t *r, size_t *len)
     return slot->v;
 }
 
+/* What copying the client's headers found, for the headers Hee adds. */
+struct fwd {
+    const struct http1_header *xff[FWD_HEADERS], *fwd[FWD_HEADERS], *upgrade;
+    int nxff, nfwd, have_rid, have_xfp, have_xfh;
+};
+
+static void put_pair(struct out *o, const char *name, const void *v, size_t n)
+{
+    put_str(o, name);
+    PUTS(o, ": ");
+    put(o, v, n);
+    PUTS(o, "\r\n");
+}
+
+/* Copies end-to-end headers, dropping hop-by-hop ones (the parser marked
+ * them), framing/Host/Expect (rewritten) and Hee's own headers; inbound
+ * forwarding headers survive only from trusted proxies. */
+static void copy_headers(struct out *o, const struct http1_request *hr, const worker_conf_t *wc, int trusted,
+                         struct fwd *f)
+{
+    for (unsigned i = 0; i < hr->n_headers; i++) {
+        const struct http1_header *h = &hr->headers[i];
+        const struct http1_span *n = &h->name;
+        if (h->id == HTTP1_H_UPGRADE)
+            f->upgrade = h;
+        if (h->hop || h->id != HTTP1_H_OTHER)
+            continue;
+        int x = n->len >= 9 && (n->p[0] | 0x20) == 'x';
+        if (x && name_is(n, "x-forwarded-for", 15)) {
+            if (trusted && f->nxff < FWD_HEADERS)
+                f->xff[f->nxff++] = h;
+            continue;
+        }
+        if (x && (name_is(n, "x-forwarded-proto", 17) || name_is(n, "x-forwarded-host", 16))) {
+            if (trusted) {
+                put_header(o, h);
+                *(n->len == 17 ? &f->have_xfp : &f->have_xfh) = 1;
+            }
+            continue;
+        }
+        if (name_is(n, "forwarded", 9)) {
+            if (trusted && f->nfwd < FWD_HEADERS)
+                f->fwd[f->nfwd++] = h;
+            continue;
+        }
+        if (name_is(n, wc->tenant_name, wc->tenant_len) || name_is(n, wc->meta_name, wc->meta_len) ||
+            name_is(n, wc->sig_name, wc->sig_len))
+            continue;
+        if (name_is(n, wc->rid_name, wc->rid_len)) {
+            if (!rid_ok(&h->value) || f->have_rid)
+                continue;
+            f->have_rid = 1;
+        }
+        put_header(o, h);
+    }
+}
+
+/* X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239), appended to a
+ * trusted proxy's values. */
+static void add_forwarding(struct out *o, const conn_t *c, const route_t *r, const struct fwd *f)
+{
+    int tls = c->kind == CONN_TLS, v6 = c->peer.ss_family == AF_INET6;
+    PUTS(o, "X-Forwarded-For: ");
+    for (int i = 0; i < f->nxff; i++) {
+        put_span(o, &f->xff[i]->value);
+        PUTS(o, ", ");
+    }
+    put_str(o, c->ip);
+    PUTS(o, "\r\n");
+    if (!f->have_xfp)
+        put_str(o, tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+    if (!f->have_xfh)
+        put_pair(o, "X-Forwarded-Host", r->host, r->host_len);
+    PUTS(o, "Forwarded: ");
+    for (int i = 0; i < f->nfwd; i++) {
+        put_span(o, &f->fwd[i]->value);
+        PUTS(o, ", ");
+    }
+    put_str(o, v6 ? "for=\"[" : "for=");
+    put_str(o, c->ip);
+    put_str(o, v6 ? "]\";host=" : ";host=");
+    put(o, r->host, r->host_len);
+    put_str(o, tls ? ";proto=https\r\n" : ";proto=http\r\n");
+}
+
 /* The upstream request head: what the client sent minus hop-by-hop and
- * Hee-owned headers, plus forwarding, tenant and signature headers. */
+ * Hee-owned headers, plus forwarding, request id, tenant, metadata and
+ * signature headers (formats in proxy.h). */
 static int build_head(conn_t *c, const struct http1_request *hr, const route_t *r)
 {
     edge_worker_t *w = c->w;
@@ -440,10 +529,7 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
     if (room < 0 || (size_t)room < need)
         return -1;
     struct out o = { iobuf_tail(&rq->head), iobuf_tail(&rq->head) + room, 0 };
-    int trusted = wc->n_trusted > 0 && worker_trusted(w, &c->peer);
-    int tls = c->kind == CONN_TLS;
-    const struct http1_header *xff[FWD_HEADERS], *fwd[FWD_HEADERS], *upgrade = NULL;
-    int nxff = 0, nfwd = 0, have_rid = 0, have_xfp = 0, have_xfh = 0;
+    struct fwd f = { 0 };
 
     put_span(&o, &hr->method_name);
     PUTS(&o, " ");
@@ -451,112 +537,35 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
         put_span(&o, &hr->path);
     else
         PUTS(&o, "/");
-    PUTS(&o, " HTTP/1.1\r\nHost: ");
+    PUTS(&o, " HTTP/1.1\r\n");
     if (hr->host.p)
-        put_span(&o, &hr->host);
+        put_pair(&o, "Host", hr->host.p, hr->host.len);
     else
-        put(&o, r->host, r->host_len);
-    PUTS(&o, "\r\n");
-    for (unsigned i = 0; i < hr->n_headers; i++) {
-        const struct http1_header *h = &hr->headers[i];
-        if (h->id == HTTP1_H_UPGRADE)
-            upgrade = h;
-        if (h->hop || h->id != HTTP1_H_OTHER)
-            continue; /* Host, framing and Expect are rewritten below */
-        const struct http1_span *n = &h->name;
-        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-for", 15)) {
-            if (trusted && nxff < FWD_HEADERS)
-                xff[nxff++] = h;
-            continue;
-        }
-        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-proto", 17)) {
-            if (trusted) {
-                put_header(&o, h);
-                have_xfp = 1;
-            }
-            continue;
-        }
-        if (n->len >= 9 && (n->p[0] | 0x20) == 'x' && name_is(n, "x-forwarded-host", 16)) {
-            if (trusted) {
-                put_header(&o, h);
-                have_xfh = 1;
-            }
-            continue;
-        }
-        if (name_is(n, "forwarded", 9)) {
-            if (trusted && nfwd < FWD_HEADERS)
-                fwd[nfwd++] = h;
-            continue;
-        }
-        if (name_is(n, wc->tenant_name, wc->tenant_len) || name_is(n, wc->meta_name, wc->meta_len) ||
-            name_is(n, wc->sig_name, wc->sig_len))
-            continue;
-        if (name_is(n, wc->rid_name, wc->rid_len)) {
-            if (!rid_ok(&h->value) || have_rid)
-                continue;
-            have_rid = 1;
-        }
-        put_header(&o, h);
-    }
+        put_pair(&o, "Host", r->host, r->host_len);
+    copy_headers(&o, hr, wc, wc->n_trusted > 0 && worker_trusted(w, &c->peer), &f);
     if (hr->body == HTTP1_BODY_LENGTH) {
-        char cl[48];
-        int n = snprintf(cl, sizeof(cl), "Content-Length: %" PRId64 "\r\n", hr->content_length);
-        put(&o, cl, (size_t)n);
+        char cl[24];
+        int n = snprintf(cl, sizeof(cl), "%" PRId64, hr->content_length);
+        put_pair(&o, "Content-Length", cl, (size_t)n);
     } else if (hr->body == HTTP1_BODY_CHUNKED) {
         PUTS(&o, "Transfer-Encoding: chunked\r\n");
     }
-    if ((rq->flags & RQ_UPGRADE) && upgrade) {
-        PUTS(&o, "Connection: upgrade\r\nUpgrade: ");
-        put_span(&o, &upgrade->value);
-        PUTS(&o, "\r\n");
+    if ((rq->flags & RQ_UPGRADE) && f.upgrade) {
+        PUTS(&o, "Connection: upgrade\r\n");
+        put_pair(&o, "Upgrade", f.upgrade->value.p, f.upgrade->value.len);
     }
-    int v6 = c->peer.ss_family == AF_INET6;
-    PUTS(&o, "X-Forwarded-For: ");
-    for (int i = 0; i < nxff; i++) {
-        put_span(&o, &xff[i]->value);
-        PUTS(&o, ", ");
-    }
-    put_str(&o, c->ip);
-    if (!have_xfp)
-        put_str(&o, tls ? "\r\nX-Forwarded-Proto: https" : "\r\nX-Forwarded-Proto: http");
-    if (!have_xfh) {
-        PUTS(&o, "\r\nX-Forwarded-Host: ");
-        put(&o, r->host, r->host_len);
-    }
-    PUTS(&o, "\r\nForwarded: ");
-    for (int i = 0; i < nfwd; i++) {
-        put_span(&o, &fwd[i]->value);
-        PUTS(&o, ", ");
-    }
-    put_str(&o, v6 ? "for=\"[" : "for=");
-    put_str(&o, c->ip);
-    put_str(&o, v6 ? "]\";host=" : ";host=");
-    put(&o, r->host, r->host_len);
-    put_str(&o, tls ? ";proto=https\r\n" : ";proto=http\r\n");
-    if (!have_rid) {
-        put_str(&o, wc->rid_out);
-        PUTS(&o, ": ");
-        put(&o, rq->rid, rq->rid_len);
-        PUTS(&o, "\r\n");
-    }
-    put_str(&o, wc->tenant_out);
-    PUTS(&o, ": ");
-    put(&o, r->slug, r->slug_len);
-    PUTS(&o, "\r\n");
-    if (r->meta_b64) {
-        put_str(&o, wc->meta_out);
-        PUTS(&o, ": ");
-        put(&o, r->meta_b64, r->meta_len);
-        PUTS(&o, "\r\n");
-    }
+    add_forwarding(&o, c, r, &f);
+    if (!f.have_rid)
+        put_pair(&o, wc->rid_out, rq->rid, rq->rid_len);
+    put_pair(&o, wc->tenant_out, r->slug, r->slug_len);
+    if (r->meta_b64)
+        put_pair(&o, wc->meta_out, r->meta_b64, r->meta_len);
     size_t sl = 0;
     const char *sig = signature(w, r, &sl);
     if (!sig)
         return -1;
-    put_str(&o, wc->sig_out);
-    PUTS(&o, ": ");
-    put(&o, sig, sl);
-    PUTS(&o, "\r\n\r\n");
+    put_pair(&o, wc->sig_out, sig, sl);
+    PUTS(&o, "\r\n");
     if (o.overflow)
         return -1;
     rq->head.len += (uint32_t)(o.p - iobuf_tail(&rq->head));
@@ -692,7 +701,7 @@ static int c2u(conn_t *c)
         }
         if (n == 0)
             break;
-        ssize_t wr = writev(uc->fd, iov, n);
+        ssize_t wr = uconn_writev(uc, iov, n);
         if (wr < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 rq->flags |= RQ_UP_WBLOCK;
@@ -798,8 +807,8 @@ static void connect_failed(conn_t *c, int err)
         start_target(c, 1, 0);
         return;
     }
-    local_error(c, err == ETIMEDOUT ? 502 : 502,
-                err == ETIMEDOUT ? "upstream connect timed out" : "upstream unreachable");
+    local_error(c, 502, err == ETIMEDOUT ? "upstream connect timed out"
+                        : err == EPROTO ? "upstream TLS handshake failed" : "upstream unreachable");
 }
 
 static void start_target(conn_t *c, int idx, int fresh)
@@ -1092,7 +1101,7 @@ static void finish(conn_t *c)
     int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON)) && (rq->flags & RQ_BODY_DONE) &&
                    rq->bpend == 0 && rq->rbody != HTTP1_BODY_CLOSE && uc->in.len == 0;
     if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
-        c->flags |= CF_CLOSE; /* answered early: the rest of the body is unread */
+        c->flags |= CF_CLOSE | CF_LINGER; /* answered early: the rest of the body is unread */
     if (uc) {
         uconn_release(uc, reusable);
         c->up = NULL;
@@ -1283,8 +1292,11 @@ static void u2c(conn_t *c)
         finish(c);
         return;
     }
-    if (r == 0)
+    if (r == 0) {
         uconn_want_read(uc, 1);
+        if (uconn_pending(uc)) /* decrypted bytes epoll cannot report */
+            event_active(&uc->rev, EV_READ, 0);
+    }
 }
 
 static void upstream_eof(conn_t *c)
@@ -1328,9 +1340,18 @@ static void upstream_readable(conn_t *c)
         return;
     }
     /* At most one TLS record's worth, so relayed records are full ones. */
-    ssize_t n = recv(uc->fd, iobuf_tail(&uc->in), room > IOBUF_RECORD ? IOBUF_RECORD : (size_t)room, 0);
+    size_t want = room > IOBUF_RECORD ? IOBUF_RECORD : (size_t)room;
+    ssize_t n = uconn_recv(uc, iobuf_tail(&uc->in), want);
     if (n > 0) {
         uc->in.len += (uint32_t)n;
+        /* An https origin's records may already sit decrypted in OpenSSL. */
+        while ((size_t)n < want && uconn_pending(uc)) {
+            ssize_t m = uconn_recv(uc, iobuf_tail(&uc->in), want - (size_t)n);
+            if (m <= 0)
+                break;
+            uc->in.len += (uint32_t)m;
+            n += m;
+        }
         c->req->flags |= RQ_GOT_BYTES;
         conn_deadline(c, w->cfg->upstream_timeout_ms);
         u2c(c);
@@ -1350,7 +1371,7 @@ static int tunnel_pump(conn_t *c)
 {
     uconn_t *uc = c->up;
     while (c->in.len > 0) {
-        ssize_t n = send(uc->fd, iobuf_head(&c->in), c->in.len, MSG_NOSIGNAL);
+        ssize_t n = uconn_send(uc, iobuf_head(&c->in), c->in.len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 break;
@@ -1382,8 +1403,11 @@ static int tunnel_pump(conn_t *c)
         c->req->bytes_out += (uint64_t)n;
     }
     uconn_want_read(uc, f == 1 && uc->in.len == 0);
-    if (uc->in.len == 0)
+    if (uc->in.len == 0) {
         iobuf_release(&uc->in, &c->w->pool);
+        if (f == 1 && uconn_pending(uc))
+            event_active(&uc->rev, EV_READ, 0);
+    }
     return 0;
 }
 
@@ -1409,7 +1433,7 @@ static void tunnel_upstream(conn_t *c)
         uconn_want_read(uc, 0);
         return;
     }
-    ssize_t n = recv(uc->fd, iobuf_tail(&uc->in), (size_t)room, 0);
+    ssize_t n = uconn_recv(uc, iobuf_tail(&uc->in), (size_t)room);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
@@ -1433,20 +1457,15 @@ void proxy_on_upstream(uconn_t *uc, short what)
             tunnel_upstream(c);
         return;
     }
-    if (what & EV_WRITE) {
-        if (uc->state == UC_CONNECTING) {
-            int err = 0;
-            socklen_t len = sizeof(err);
-            if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                err = errno;
-            if (err) {
-                connect_failed(c, err);
-                return;
-            }
-            uc->state = UC_READY;
+    if (uc->state != UC_READY) {
+        int r = uconn_progress(uc);
+        if (r < 0)
+            connect_failed(c, uc->err);
+        else if (r > 0)
             send_phase(c);
-            return;
-        }
+        return;
+    }
+    if (what & EV_WRITE) {
         c2u(c);
         return;
     }
@@ -1507,8 +1526,10 @@ void proxy_on_writable(conn_t *c)
     switch (c->state) {
     case CS_FLUSH: {
         int f = conn_flush(c);
-        if (f != 0)
+        if (f < 0)
             conn_close(c);
+        else if (f == 1)
+            conn_flushed(c);
         return;
     }
     case CS_TUNNEL:
@@ -1553,7 +1574,7 @@ void proxy_on_timeout(conn_t *c)
             conn_close(c);
             return;
         }
-        if (!c->up || c->up->state == UC_CONNECTING) {
+        if (!c->up || c->up->state != UC_READY) {
             connect_failed(c, ETIMEDOUT);
             return;
         }

@@ -96,7 +96,10 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_
     }
     if (EVP_MAC_init(hctx, k.hmac, sizeof(k.hmac), params) != 1)
         goto out;
-    rc = enc || current ? 1 : 2; /* 2: decrypts, but issue a ticket under the new key */
+    /* 2 = "renew": a fresh ticket after the resumption. Always in TLS 1.3,
+     * where clients use each ticket once (RFC 8446 C.4): without a new one
+     * every other connection would need a full handshake. */
+    rc = enc ? 1 : (!current || SSL_version(s) == TLS1_3_VERSION) ? 2 : 1;
 out:
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;

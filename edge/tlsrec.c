@@ -344,6 +344,11 @@ long tlsrec_seal(tlsrec_t *r, const void *p, size_t n, uint8_t *out)
     return seal_type(r, TLSREC_APPDATA, p, n, out);
 }
 
+long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out)
+{
+    return seal_type(r, TLSREC_ALERT, alert, 2, out);
+}
+
 long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out)
 {
     static const uint8_t ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };

@@ -77,6 +77,8 @@ long tlsrec_open(tlsrec_t *r, const uint8_t *rec, size_t len, uint8_t *out, int 
 /* Seals n (<= TLSREC_MAX_PLAIN) bytes of application data into out (room
  * for n + TLSREC_OVERHEAD). Returns the record length or -1. */
 long tlsrec_seal(tlsrec_t *r, const void *p, size_t n, uint8_t *out);
+/* Seals an alert (2 bytes: level, description). Record length or -1. */
+long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out);
 /* Seals our KeyUpdate (update_not_requested) and switches to the next
  * write key. Returns the record length or -1. */
 long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out);

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "edge/conn.h"
@@ -41,11 +44,27 @@ upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
     return u;
 }
 
+/* Idle in the pool and readable: a TLS origin may send session tickets,
+ * which OpenSSL consumes; any application byte, EOF or error means the
+ * origin is done with the connection. */
+static int idle_still_usable(uconn_t *uc)
+{
+    if (!uc->ssl)
+        return 0;
+    char b[64];
+    ERR_clear_error();
+    int n = SSL_read(uc->ssl, b, sizeof(b));
+    int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(uc->ssl, n);
+    ERR_clear_error();
+    return n <= 0 && e == SSL_ERROR_WANT_READ;
+}
+
 static void on_event(evutil_socket_t fd, short what, void *arg)
 {
     uconn_t *uc = arg;
     if (!uc->owner) {
-        /* Idle in the pool: any byte or EOF means the origin is done with it. */
+        if (idle_still_usable(uc))
+            return;
         upstream_t *u = uc->target;
         TAILQ_REMOVE(&u->idle, uc, link);
         u->n_idle--;
@@ -69,12 +88,166 @@ static uconn_t *uconn_new(edge_worker_t *w, upstream_t *u, int fd, conn_t *owner
     return uc;
 }
 
-uconn_t *uconn_connect(edge_worker_t *w, upstream_t *u, conn_t *owner)
+SSL_CTX *upstream_ssl_ctx(edge_worker_t *w)
 {
-    if (u->addr.tls) {
-        errno = EPROTONOSUPPORT; /* https upstreams: not yet */
+    if (w->up_ssl_ctx)
+        return w->up_ssl_ctx;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
         return NULL;
     }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    w->up_ssl_ctx = ctx;
+    return ctx;
+}
+
+static int tls_setup(uconn_t *uc)
+{
+    upstream_t *u = uc->target;
+    SSL_CTX *ctx = upstream_ssl_ctx(uc->w);
+    if (!ctx || !(uc->ssl = SSL_new(ctx)) || SSL_set_fd(uc->ssl, uc->fd) != 1)
+        return -1;
+    struct in6_addr tmp;
+    int literal = inet_pton(AF_INET, u->addr.host, &tmp) == 1 || inet_pton(AF_INET6, u->addr.host, &tmp) == 1;
+    if (literal) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(uc->ssl), u->addr.host) != 1)
+            return -1;
+    } else if (SSL_set_tlsext_host_name(uc->ssl, u->addr.host) != 1 || SSL_set1_host(uc->ssl, u->addr.host) != 1) {
+        return -1;
+    }
+    if (u->session)
+        SSL_set_session(uc->ssl, u->session);
+    SSL_set_connect_state(uc->ssl);
+    uc->state = UC_TLS;
+    return 0;
+}
+
+static int tls_step(uconn_t *uc)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(uc->ssl);
+    if (r == 1) {
+        upstream_t *u = uc->target;
+        SSL_SESSION *s = SSL_get1_session(uc->ssl);
+        if (s) {
+            SSL_SESSION_free(u->session);
+            u->session = s;
+        }
+        uc->state = UC_READY;
+        return 1;
+    }
+    int e = SSL_get_error(uc->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        uconn_want_read(uc, e == SSL_ERROR_WANT_READ);
+        uconn_want_write(uc, e == SSL_ERROR_WANT_WRITE);
+        return 0;
+    }
+    long v = SSL_get_verify_result(uc->ssl);
+    log_warn("upstream.tls_failed", "upstream=%s verify=\"%s\" reason=\"%s\"", uc->target->addr.key,
+             v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v),
+             ERR_peek_error() ? ERR_reason_error_string(ERR_peek_error()) : "eof");
+    ERR_clear_error();
+    uc->err = EPROTO;
+    return -1;
+}
+
+int uconn_progress(uconn_t *uc)
+{
+    if (uc->state == UC_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            uc->err = err;
+            return -1;
+        }
+        if (!uc->target->addr.tls) {
+            uc->state = UC_READY;
+            return 1;
+        }
+        if (tls_setup(uc) != 0) {
+            ERR_clear_error();
+            uc->err = ENOMEM;
+            return -1;
+        }
+    }
+    if (uc->state == UC_TLS)
+        return tls_step(uc);
+    return 1;
+}
+
+/* SSL results as errno-style returns. */
+static ssize_t ssl_result(uconn_t *uc, int r)
+{
+    int e = SSL_get_error(uc->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    unsigned long le = ERR_peek_error();
+    ERR_clear_error();
+    if (e == SSL_ERROR_SYSCALL && le == 0 && errno == 0)
+        return 0;
+    errno = errno ? errno : EIO;
+    return -1;
+}
+
+ssize_t uconn_writev(uconn_t *uc, const struct iovec *iov, int n)
+{
+    if (!uc->ssl)
+        return writev(uc->fd, iov, n);
+    ssize_t total = 0;
+    for (int i = 0; i < n; i++) {
+        ERR_clear_error();
+        int r = SSL_write(uc->ssl, iov[i].iov_base, (int)iov[i].iov_len);
+        if (r <= 0) {
+            if (total > 0)
+                return total;
+            return ssl_result(uc, r);
+        }
+        total += r;
+        if ((size_t)r < iov[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+ssize_t uconn_send(uconn_t *uc, const void *p, size_t n)
+{
+    struct iovec iov = { (void *)p, n };
+    if (!uc->ssl)
+        return send(uc->fd, p, n, MSG_NOSIGNAL);
+    return uconn_writev(uc, &iov, 1);
+}
+
+ssize_t uconn_recv(uconn_t *uc, void *buf, size_t len)
+{
+    if (!uc->ssl)
+        return recv(uc->fd, buf, len, 0);
+    ERR_clear_error();
+    int r = SSL_read(uc->ssl, buf, (int)len);
+    return r > 0 ? r : ssl_result(uc, r);
+}
+
+int uconn_pending(const uconn_t *uc)
+{
+    return uc->ssl && SSL_has_pending(uc->ssl);
+}
+
+uconn_t *uconn_connect(edge_worker_t *w, upstream_t *u, conn_t *owner)
+{
     if (!u->addr.resolved) {
         errno = EHOSTUNREACH;
         return NULL;
@@ -98,7 +271,12 @@ uconn_t *uconn_connect(edge_worker_t *w, upstream_t *u, conn_t *owner)
         return NULL;
     }
     worker_count(w, WM_UP_CONNECT);
-    uc->state = rc == 0 ? UC_READY : UC_CONNECTING;
+    uc->state = UC_CONNECTING;
+    if (rc == 0 && uconn_progress(uc) < 0) {
+        errno = uc->err;
+        uconn_close(uc);
+        return NULL;
+    }
     if (uc->state == UC_CONNECTING)
         uconn_want_write(uc, 1);
     return uc;
@@ -144,6 +322,11 @@ void uconn_close(uconn_t *uc)
         return;
     event_del(&uc->rev);
     event_del(&uc->wev);
+    if (uc->ssl) {
+        SSL_set_quiet_shutdown(uc->ssl, 1);
+        SSL_free(uc->ssl);
+        ERR_clear_error();
+    }
     close(uc->fd);
     iobuf_drop(&uc->in, &uc->w->pool);
     free(uc);
@@ -191,6 +374,7 @@ void upstream_table_free(edge_worker_t *w)
     while (u) {
         upstream_t *nx = u->next;
         upstream_sweep_one(u, 0, 0);
+        SSL_SESSION_free(u->session);
         free(u);
         u = nx;
     }

@@ -6,14 +6,18 @@
  * every uconn_t. A uconn_t is either lent to one client connection (owner
  * set; the proxy drives it and gives it back with uconn_release) or idle in
  * its target's pool (owner NULL; the pool closes it on EOF or after the
- * idle timeout). Only plain http:// origins are supported for now;
- * https:// URLs parse (tls = 1) but are refused at connect time. */
+ * idle timeout). https:// origins get a TLS client connection (the uconn
+ * owns its SSL) verified against the system trust store (OpenSSL's
+ * default paths, so SSL_CERT_FILE applies) and the URL's host name; each
+ * target keeps the last session to resume. */
 #ifndef HEE_EDGE_UPSTREAM_H
 #define HEE_EDGE_UPSTREAM_H
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -45,19 +49,22 @@ typedef struct uconn uconn_t;
 
 typedef struct upstream {
     upstream_addr_t addr;
+    SSL_SESSION *session;            /* https: last session, for resumption */
     TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
     unsigned n_idle;
     struct upstream *next;           /* worker's table */
 } upstream_t;
 
-enum uconn_state { UC_CONNECTING, UC_READY };
+enum uconn_state { UC_CONNECTING, UC_TLS, UC_READY };
 
 struct uconn {
     struct edge_worker *w;
     upstream_t *target;
     int fd;
+    SSL *ssl;                        /* https origins */
     uint8_t state;
     uint8_t rd_on, wr_on;            /* events currently added */
+    int err;                         /* why progress failed (errno value) */
     struct event rev, wev;
     iobuf_t in;                      /* response bytes not yet relayed */
     struct conn *owner;              /* client connection, NULL when pooled */
@@ -80,6 +87,19 @@ uconn_t *uconn_connect(struct edge_worker *w, upstream_t *u, struct conn *owner)
  * room), closed otherwise. */
 void uconn_release(uconn_t *uc, int reusable);
 void uconn_close(uconn_t *uc);
+/* Moves a new connection on (TCP connect, then TLS for https) on any
+ * event while state != UC_READY: 1 ready, 0 waiting (interest armed),
+ * -1 failed (uc->err says why). */
+int uconn_progress(uconn_t *uc);
+/* I/O that hides TLS: like writev/recv, -1 with errno (EAGAIN when it
+ * would block; with TLS, retry later with the same bytes). */
+ssize_t uconn_writev(uconn_t *uc, const struct iovec *iov, int n);
+ssize_t uconn_send(uconn_t *uc, const void *p, size_t n);
+ssize_t uconn_recv(uconn_t *uc, void *buf, size_t len);
+/* 1 when decrypted bytes wait inside OpenSSL (epoll will not say so). */
+int uconn_pending(const uconn_t *uc);
+/* The worker's TLS client context (created on first use), or NULL. */
+SSL_CTX *upstream_ssl_ctx(struct edge_worker *w);
 /* Read / write interest (idempotent). */
 void uconn_want_read(uconn_t *uc, int on);
 void uconn_want_write(uconn_t *uc, int on);

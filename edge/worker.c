@@ -381,6 +381,7 @@ void worker_free(edge_worker_t *w)
     queue_free(w->inbox);
     queue_free(w->results);
     tls_ctx_free(w);
+    SSL_CTX_free(w->up_ssl_ctx);
     tlsrec_algs_free(&w->algs);
     iobuf_pool_fini(&w->pool);
     free(w->wc.trusted);

@@ -86,6 +86,7 @@ typedef struct edge_worker {
     queue_t *inbox;                  /* hub->to_worker[index] */
     queue_t *results;                /* loader answers */
     SSL_CTX *ssl_ctx;
+    SSL_CTX *up_ssl_ctx;             /* TLS client for https upstreams (lazy) */
     EVP_CIPHER *ticket_cipher;       /* fetched once for the ticket callback */
     tlsrec_algs_t algs;              /* AEADs and HKDF for taken-over connections */
     worker_listener_t listeners[2 * CONFIG_MAX_LISTEN];

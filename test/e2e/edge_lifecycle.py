@@ -68,6 +68,8 @@ def hundred_mb_upload_without_growth():
 def hundred_mb_download_chunked_without_growth():
     rss0 = rss_kb(H.proc.pid)
     s = tls_client(H, "big.test", CA, timeout=120)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: big.test\r\n\r\n")  # then the download runs on tlsrec
+    read_response(s)
     n = 100 * MB
     s.sendall(b"GET /stream?n=%d&chunked=1&block=1048576 HTTP/1.1\r\nHost: big.test\r\n\r\n" % n)
     peak = rss0
@@ -110,8 +112,8 @@ def idle_tls_connections_are_small():
         socks.append(s)
     time.sleep(0.5)
     per = (rss_kb(H.proc.pid) - rss0) * 1024 / n
-    print("    idle TLS connection: %.1f KB each (ASan build: inflated)" % (per / 1024))
-    expect(per < 64 * 1024, "idle connection costs %.1f KB" % (per / 1024))
+    print("    idle TLS connection: %.1f KB each (more under ASan)" % (per / 1024))
+    expect(per < 32 * 1024, "idle connection costs %.1f KB" % (per / 1024))
     for s in socks:
         s.close()
 

@@ -2,7 +2,8 @@
 raw sockets, so tests control and observe exact bytes).
 
 API
-    u = Upstream(port=0)          starts listening at once (thread per connection)
+    u = Upstream(port=0, tls=None) starts listening at once (thread per connection);
+                                  tls=(certfile, keyfile) serves HTTPS instead
     u.port, u.url ("http://127.0.0.1:N"), u.stop()
     u.requests                    list of dicts, one per complete request:
                                   method, target, path, query, version,
@@ -42,6 +43,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -153,8 +155,12 @@ def _reason(code):
 
 
 class Upstream:
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None):
         self.lock = threading.Lock()
+        self.tls = None
+        if tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(tls[0], tls[1])
         self.requests = []
         self.connections = 0
         self.raw_bytes = 0
@@ -164,7 +170,7 @@ class Upstream:
         self.ls.bind(("127.0.0.1", port))
         self.ls.listen(512)
         self.port = self.ls.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self._stop = False
         self.t = threading.Thread(target=self._accept, daemon=True)
         self.t.start()
@@ -213,9 +219,15 @@ class Upstream:
             threading.Thread(target=self._serve, args=(s, cid), daemon=True).start()
 
     def _serve(self, s, cid):
-        c = _Conn(self, s, cid)
         seq = 0
         try:
+            if self.tls:
+                s.settimeout(10)
+                s = self.tls.wrap_socket(s, server_side=True)
+                s.settimeout(None)
+                with self.lock:
+                    self._socks.add(s)
+            c = _Conn(self, s, cid)
             while True:
                 method, target, version, headers = c.read_head()
                 seq += 1
@@ -235,7 +247,7 @@ class Upstream:
                     self.requests.append(rec)
                 if not self._respond(c, method, path, q, rec):
                     return
-        except (_Closed, OSError, ValueError):
+        except (_Closed, OSError, ValueError, ssl.SSLError):
             pass
         finally:
             with self.lock:
