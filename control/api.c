@@ -91,8 +91,6 @@ struct api {
     struct event *flush_ev;
     uint64_t ref_seq;
     char ref_prefix[8];
-    char *openapi;
-    size_t openapi_len;
     /* SHA-256 fetched once: an implicit fetch per request costs more than
      * hashing a token. */
     EVP_MD *sha256;
@@ -1050,40 +1048,20 @@ api_ops_t api_ops_for(api_req_t *r)
 
 /* ---- life cycle ---- */
 
-static void load_openapi(api_t *a)
-{
-    const char *path = HEE_SOURCE_DIR "/openapi-v1.yaml";
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        log_warn("api.openapi_missing", "path=%s", path);
-        return;
-    }
-    char *buf = NULL;
-    size_t cap = 0, n = 0, got;
-    do {
-        if (n + 4096 > cap) {
-            char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-            if (!nb)
-                break;
-            buf = nb;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got > 0);
-    fclose(f);
-    a->openapi = buf;
-    a->openapi_len = n;
-}
-
 struct control *api_control(api_t *a)
 {
     return a->c;
 }
 
+/* openapi-v1.yaml, compiled in by CMake (hee_embed). */
+extern const char api_openapi_yaml[];
+extern const size_t api_openapi_yaml_len;
+
 const char *api_openapi(api_t *a, size_t *len)
 {
-    *len = a->openapi_len;
-    return a->openapi;
+    (void)a;
+    *len = api_openapi_yaml_len;
+    return api_openapi_yaml;
 }
 
 api_t *api_new(struct control *c, char **err)
@@ -1105,7 +1083,6 @@ api_t *api_new(struct control *c, char **err)
         *err = strdup("cannot initialise the API (routes or admin token)");
         goto fail;
     }
-    load_openapi(a);
     /* Resolve reads through mmap; failure only costs speed. */
     store_domain_tune_reads(c->store, API_MMAP_BYTES);
     if (!(a->flush_ev = event_new(c->base, -1, EV_PERSIST, on_flush, a)))
@@ -1139,7 +1116,6 @@ void api_free(api_t *a)
         for (int j = 0; j < MAX_SEGS; j++)
             free(a->routes[i].segs[j]);
     free(a->usage);
-    free(a->openapi);
     EVP_MD_CTX_free(a->md);
     EVP_MD_free(a->sha256);
     free(a);
