@@ -44,6 +44,7 @@ typedef struct config {
     int max_headers;
     int64_t max_body_bytes;      /* 0 = unlimited; projects may lower it */
     int cert_cache_size;
+    int cert_cache_hot_size;     /* parsed entries kept; 0 = derived from cert_cache_size */
     int negative_cache_size;
     int negative_ttl_ms;
     int ticket_rotate_s;
@@ -51,6 +52,13 @@ typedef struct config {
     char *tenant_header;         /* carries the project slug upstream */
     char *metadata_header;       /* carries the domain metadata upstream */
     char *signature_header;      /* HMAC over tenant header + timestamp */
+    int loader_threads;          /* store lookups off the workers' loops */
+    int route_ttl_ms;            /* a route is trusted this long without news */
+    int upstream_idle_conns;     /* pooled per upstream per worker; 0 = no reuse */
+    int upstream_idle_timeout_ms;
+    char *upstream_ca_bundle;    /* trust for https upstreams; "" = system */
+    int close_linger_ms;         /* discard client input this long before close */
+    int compact_idle_tls;        /* idle TLS 1.3 leaves OpenSSL (edge/tlsrec) */
     /* [api] */
     char *api_listen;
     int api_rate_limit;          /* requests per second per token */

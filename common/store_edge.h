@@ -29,7 +29,8 @@ typedef struct store_edge_host {
     size_t hmac_key_len;
     /* current certificate (superseded_at IS NULL, largest not_after);
      * has_cert = 0 when there is none. key_pem may be sealed
-     * (key_sealed = 1): the edge supports only unsealed keys for now. */
+     * (key_sealed = 1, common/keyseal.h, context = the hostname): the
+     * edge's loader opens it. */
     int has_cert;
     char *chain_pem;          /* leaf first */
     char *key_pem;            /* secret: never log */

@@ -148,6 +148,7 @@ int conn_takeover(conn_t *c)
     SSL_set_quiet_shutdown(c->ssl, 1);
     SSL_free(c->ssl); /* sends nothing; the fd stays ours (BIO_NOCLOSE) */
     c->ssl = NULL;
+    metrics_inc(c->w->hub->metrics, M_TLS_TAKEOVER);
     return 1;
 }
 
@@ -446,8 +447,6 @@ int conn_flush(conn_t *c)
     return c->rec && c->rawout.len ? rawout_flush(c) : 1;
 }
 
-#define LINGER_MS 2000
-
 static void close_notify(conn_t *c)
 {
     if (c->ssl) {
@@ -469,8 +468,9 @@ static void close_notify(conn_t *c)
 
 void conn_flushed(conn_t *c)
 {
+    int linger_ms = c->w->cfg->close_linger_ms;
     close_notify(c);
-    if (!(c->flags & CF_LINGER) && c->in.len == 0) {
+    if (linger_ms == 0 || (!(c->flags & CF_LINGER) && c->in.len == 0)) {
         conn_close(c);
         return;
     }
@@ -481,7 +481,7 @@ void conn_flushed(conn_t *c)
     c->state = CS_LINGER;
     conn_watch_read(c);
     conn_want_read(c, 1);
-    conn_deadline(c, LINGER_MS);
+    conn_deadline(c, linger_ms);
 }
 
 static void linger_read(conn_t *c)

@@ -109,7 +109,8 @@ int conn_pending(const conn_t *c);
 
 /* Moves an established TLS 1.3 connection from OpenSSL to tlsrec and frees
  * the SSL (see tlsrec.h). Call only when no write is half done (c->out
- * flushed). 1 when taken over, 0 when not (now or ever). */
+ * flushed). 1 when taken over, 0 when not (now or ever: a connection
+ * without c->watch, e.g. with [edge] compact_idle_tls off, never is). */
 int conn_takeover(conn_t *c);
 /* Switches the read event to edge-triggered early-close watching (parked)
  * or back to level-triggered reads. */
@@ -132,8 +133,8 @@ int conn_flush(conn_t *c);
 
 /* Ends the connection gracefully: writes what is left, sends close_notify
  * (TLS), and, when the client may still be sending (CF_LINGER or unread
- * input), half-closes and discards input for a moment so our last
- * response is not destroyed by a reset. Then closes. */
+ * input), half-closes and discards input for [edge] close_linger so our
+ * last response is not destroyed by a reset. Then closes. */
 void conn_finish(conn_t *c);
 /* Called by proxy_on_writable once CS_FLUSH has nothing left. */
 void conn_flushed(conn_t *c);

@@ -12,20 +12,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/keyseal.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "edge/loader.h"
+#include "edge/upstream.h"
 #include "edge/worker.h"
 
 /* DESIGN
  * Threads: hub->n_workers edge workers (worker.c), each an event loop
  * with its own SO_REUSEPORT listening sockets on every [edge] address, so
  * the kernel spreads connections and no lock sits on the accept path; and
- * LOADER_THREADS loader threads (loader.c) doing the blocking store reads
- * for all workers. Workers hear from the control thread through their
+ * [edge] loader_threads loader threads (loader.c) doing the blocking store
+ * reads for all workers. Workers hear from the control thread through their
  * inbox queue (hub->to_worker[i]); loader answers come on a second queue.
  * Shared between workers, all thread-safe: the certificate cache and the
- * negative cache (certcache.h), the project epoch, the per-IP counters.
+ * negative cache (certcache.h), the project epoch, the per-IP counters,
+ * the TLS client context for https upstreams and the key that opens sealed
+ * private keys (both read-only once built here, at start-up, where reading
+ * their files may block).
  *
  * Shutdown: edge_drain posts MSG_DRAIN (stop accepting, close idle
  * connections, close the others after their response); edge_join waits
@@ -33,12 +38,12 @@
  * then posts a forcing MSG_DRAIN; the loader stops last. Queues and loops
  * are freed in edge_free, after the control thread (a producer) joined. */
 
-#define LOADER_THREADS 2
 #define LISTEN_BACKLOG 4096
 
 struct edge {
     hub_t *hub;
     edge_shared_t sh;
+    keyseal_t *seal;             /* [store] key_encryption_key, or NULL */
     edge_worker_t **workers;
     int n;
 };
@@ -170,6 +175,23 @@ static int load_default_cert(edge_t *e, char **err)
     return 0;
 }
 
+/* The edge's own copy of the key-encryption key (the issuer loads its own):
+ * the loader opens sealed certificate keys with it. */
+static int load_seal(edge_t *e, char **err)
+{
+    const config_t *c = e->hub->cfg;
+    if (!c->key_encryption_key[0])
+        return 0;
+    char *path = config_data_path(c, c->key_encryption_key);
+    if (!path) {
+        *err = strdup("out of memory");
+        return -1;
+    }
+    e->seal = keyseal_load(path, err);
+    free(path);
+    return e->seal ? 0 : -1;
+}
+
 edge_t *edge_new(hub_t *hub, char **err)
 {
     edge_t *e = calloc(1, sizeof(*e));
@@ -183,17 +205,19 @@ edge_t *edge_new(hub_t *hub, char **err)
     pthread_mutex_init(&e->sh.ip_lock, NULL);
     atomic_init(&e->sh.epoch, 0);
     atomic_init(&e->sh.negative_ttl_ms, c->negative_ttl_ms);
-    e->sh.certs = certcache_new((size_t)c->cert_cache_size);
+    e->sh.certs = certcache_new2((size_t)c->cert_cache_size, (size_t)c->cert_cache_hot_size);
     e->sh.neg = negcache_new((size_t)c->negative_cache_size);
     e->sh.ip_counts = strmap_new();
     if (!e->sh.certs || !e->sh.neg || !e->sh.ip_counts) {
         *err = strdup("out of memory");
         goto fail;
     }
-    if (load_default_cert(e, err) != 0)
+    if (load_default_cert(e, err) != 0 || load_seal(e, err) != 0)
         goto fail;
-    loader_shared_t ls = { e->sh.certs, e->sh.neg, &e->sh.epoch, &e->sh.negative_ttl_ms };
-    if (!(e->sh.loader = loader_new(hub->store_path, LOADER_THREADS, &ls, err)))
+    if (!(e->sh.up_ssl_ctx = upstream_ssl_ctx_new(c->upstream_ca_bundle, err)))
+        goto fail;
+    loader_shared_t ls = { e->sh.certs, e->sh.neg, &e->sh.epoch, &e->sh.negative_ttl_ms, e->seal, hub->metrics };
+    if (!(e->sh.loader = loader_new(hub->store_path, c->loader_threads, &ls, err)))
         goto fail;
     e->n = hub->n_workers;
     if (!(e->workers = calloc((size_t)e->n, sizeof(*e->workers)))) {
@@ -285,6 +309,8 @@ void edge_free(edge_t *e)
         worker_free(e->workers[i]);
     free(e->workers);
     certcache_entry_unref(e->sh.default_cert);
+    SSL_CTX_free(e->sh.up_ssl_ctx);
+    keyseal_free(e->seal);
     certcache_free(e->sh.certs);
     negcache_free(e->sh.neg);
     strmap_free(e->sh.ip_counts, NULL);

@@ -19,7 +19,6 @@
  * base64 and the upstream resolution (getaddrinfo may block; it is the
  * reason there is more than one thread). */
 
-#define LOADER_THREADS_MAX 4
 #define LOADER_BACKLOG_MAX 16384
 /* Outcomes we cache negatively when the store itself failed: briefly. */
 #define STORE_ERROR_TTL_MS 1000
@@ -123,27 +122,53 @@ static route_t *build_route(loader_t *l, const store_edge_host_t *h, const char 
     return r;
 }
 
+/* The row's private key as PEM: h's own bytes, or (sealed) a malloc'd
+ * plaintext in *plain that the caller wipes with keyseal_free_secret. The
+ * context is the hostname the issuer sealed it under. 0, or -1 with *why. */
+static int open_key(loader_t *l, const store_edge_host_t *h, const char *host, const char **pem,
+                    size_t *len, char **plain, const char **why)
+{
+    *plain = NULL;
+    if (!h->key_sealed) {
+        *pem = h->key_pem;
+        *len = h->key_pem_len;
+        return 0;
+    }
+    if (!l->sh.seal) {
+        *why = "sealed key but no [store] key_encryption_key";
+        return -1;
+    }
+    if (keyseal_open(l->sh.seal, host, h->key_pem, h->key_pem_len, plain, len) != 0) {
+        *why = "sealed key does not open with key_encryption_key";
+        return -1;
+    }
+    *pem = *plain;
+    return 0;
+}
+
 /* Turns the stored certificate into a cache entry when it can be served. */
 static void attach_cert(loader_t *l, loader_result_t *res, const store_edge_host_t *h)
 {
     route_t *r = res->route;
     if (r->kind == ROUTE_UNVERIFIED || !h->has_cert)
         return;
-    if (h->key_sealed) {
-        /* Sealed keys need [store] key_encryption_key support: not yet. */
-        res->why = "sealed key not supported";
-        res->status = LOAD_ERROR;
-        return;
-    }
     if (h->cert_not_after <= util_now_ms()) {
         res->why = "certificate expired";
         return;
     }
-    const char *why = NULL;
+    const char *why = NULL, *key = NULL;
+    char *plain = NULL;
+    size_t key_len = 0;
+    if (open_key(l, h, res->host, &key, &key_len, &plain, &why) != 0) {
+        res->why = why;
+        res->status = LOAD_ERROR;
+        log_warn("edge.cert_unusable", "host=%s reason=\"%s\"", res->host, res->why);
+        return;
+    }
     r->kind = ROUTE_READY; /* before the entry shares r with other threads */
     certcache_entry_t *e = certcache_entry_from_pem(l->sh.certs, h->chain_pem, strlen(h->chain_pem),
-                                                    h->key_pem, h->key_pem_len, route_ref(r),
-                                                    route_unref_cb, &why);
+                                                    key, key_len, route_ref(r), route_unref_cb, &why);
+    keyseal_free_secret(plain, key_len); /* NULL when the key was not sealed */
     if (!e) {
         route_unref(r);
         r->kind = ROUTE_NEED_CERT;
@@ -168,6 +193,9 @@ static loader_result_t *lookup(loader_t *l, store_t *s, const struct job *j)
     int ttl = atomic_load(l->sh.negative_ttl_ms);
     store_edge_host_t h;
     int rc = store_edge_lookup(s, j->host, &h);
+    metrics_inc(l->sh.metrics, rc == STORE_OK         ? M_STORE_LOOKUP_FOUND
+                               : rc == STORE_NOTFOUND ? M_STORE_LOOKUP_NOTFOUND
+                                                      : M_STORE_LOOKUP_ERROR);
     if (rc == STORE_NOTFOUND) {
         res->status = LOAD_UNKNOWN;
         if (ttl > 0)

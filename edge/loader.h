@@ -7,14 +7,19 @@
  * malloc'd loader_result_t pushed to that queue, which the worker frees with
  * loader_result_free after taking what it wants (route, entry). The loader
  * also fills the shared caches: certcache on a usable certificate,
- * negcache on an unknown name. The loader_t is owned by the edge; stop it
- * only after the workers stopped submitting, free its queues after that. */
+ * negcache on an unknown name. Sealed private keys (keyseal.h) are opened
+ * here with the edge's key and the plaintext is wiped once the entry is
+ * built. The loader_t is owned by the edge; stop it only after the workers
+ * stopped submitting, free its queues after that. Everything in
+ * loader_shared_t is borrowed and must outlive the loader. */
 #ifndef HEE_EDGE_LOADER_H
 #define HEE_EDGE_LOADER_H
 
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "common/keyseal.h"
+#include "common/metrics.h"
 #include "common/msg.h"
 #include "common/queue.h"
 #include "edge/certcache.h"
@@ -42,9 +47,15 @@ typedef struct loader_shared {
     negcache_t *neg;
     const _Atomic uint64_t *epoch;    /* project epoch (edge-owned) */
     const atomic_int *negative_ttl_ms; /* current [edge] negative_ttl */
+    const keyseal_t *seal;            /* [store] key_encryption_key, or NULL */
+    metrics_t *metrics;               /* store lookup counters (may be NULL) */
 } loader_shared_t;
 
-/* Opens nthreads read-only store handles on store_path. NULL + *err. */
+/* Most loader threads (and read-only store handles). */
+#define LOADER_THREADS_MAX 16
+
+/* Opens nthreads (1..LOADER_THREADS_MAX) read-only store handles on
+ * store_path. NULL + *err. */
 loader_t *loader_new(const char *store_path, int nthreads, const loader_shared_t *sh, char **err);
 int loader_start(loader_t *l);
 /* Queues a lookup; the answer goes to reply. 0, or -1 when the backlog is

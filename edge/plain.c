@@ -87,16 +87,14 @@ void plain_request(conn_t *c, const struct http1_request *hr, const char *host, 
     }
     route_t *r = route_cache_get(w, host, host_len);
     if (!r) {
-        certcache_entry_t *e = certcache_get(w->sh->certs, host);
-        if (e && e->route && route_fresh(e->route, atomic_load(&w->sh->epoch), util_mono_ms()))
-            r = e->route;
-        certcache_entry_unref(e); /* the route lives on in the cache entry */
-        if (r) {
-            redirect(c, hr, host, host_len);
+        /* The TLS side may have loaded it: only its route matters here. */
+        route_t *cr = certcache_get_route(w->sh->certs, host, route_ref_cb);
+        int known = cr && route_fresh(w, cr);
+        route_unref(cr);
+        if (!known) {
+            proxy_wait_route(c, host, host_len);
             return;
         }
-        proxy_wait_route(c, host, host_len);
-        return;
     }
     redirect(c, hr, host, host_len);
 }

@@ -890,16 +890,14 @@ const char *proxy_https_port(conn_t *c)
 static route_t *find_route(conn_t *c, const char *host, size_t len)
 {
     edge_worker_t *w = c->w;
-    if (c->route && route_fresh(c->route, atomic_load(&w->sh->epoch), util_mono_ms()))
+    if (c->route && route_fresh(w, c->route))
         return c->route;
     route_t *r = route_cache_get(w, host, len);
     if (!r) {
-        certcache_entry_t *e = certcache_get(w->sh->certs, host);
-        if (e && e->route && route_fresh(e->route, atomic_load(&w->sh->epoch), util_mono_ms()))
-            r = e->route;
-        if (r)
-            route_cache_put(w, r);
-        certcache_entry_unref(e); /* the cache put above holds r */
+        route_t *cr = certcache_get_route(w->sh->certs, host, route_ref_cb);
+        if (cr && route_fresh(w, cr))
+            route_cache_put(w, cr);
+        route_unref(cr); /* the cache put above holds it */
         r = route_cache_get(w, host, len);
     }
     if (r && c->kind == CONN_TLS) {

@@ -51,10 +51,15 @@ void route_unref_cb(void *r)
     route_unref(r);
 }
 
-int route_fresh(const route_t *r, uint64_t epoch, int64_t now_ms)
+void *route_ref_cb(void *r)
 {
-    return !atomic_load_explicit(&r->dead, memory_order_relaxed) && r->epoch == epoch &&
-           now_ms - r->loaded_ms < ROUTE_TTL_MS;
+    return route_ref(r);
+}
+
+int route_fresh(const edge_worker_t *w, const route_t *r)
+{
+    return !atomic_load_explicit(&r->dead, memory_order_relaxed) && r->epoch == atomic_load(&w->sh->epoch) &&
+           util_mono_ms() - r->loaded_ms < w->cfg->route_ttl_ms;
 }
 
 /* ---- cache ---- */
@@ -64,7 +69,7 @@ route_t *route_cache_get(edge_worker_t *w, const char *host, size_t len)
     route_t *r = strmap_get(w->routes, host, len);
     if (!r)
         return NULL;
-    if (route_fresh(r, atomic_load(&w->sh->epoch), util_mono_ms()))
+    if (route_fresh(w, r))
         return r;
     strmap_del(w->routes, host, len);
     route_unref(r);
@@ -97,13 +102,14 @@ void route_cache_kill(edge_worker_t *w, const char *host)
         atomic_store(&r->dead, 1);
         route_unref(r);
     }
-    certcache_entry_t *e = certcache_get(w->sh->certs, host);
-    if (e) {
-        if (e->route)
-            atomic_store(&((route_t *)e->route)->dead, 1);
-        certcache_remove(w->sh->certs, host);
-        certcache_entry_unref(e);
+    /* Other workers' caches and connections may hold the certificate
+     * cache's route: marking it dead reaches them all. */
+    route_t *cr = certcache_get_route(w->sh->certs, host, route_ref_cb);
+    if (cr) {
+        atomic_store(&cr->dead, 1);
+        route_unref(cr);
     }
+    certcache_remove(w->sh->certs, host);
     mark_stale(w, host);
 }
 

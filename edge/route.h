@@ -28,9 +28,6 @@ enum route_kind {
     ROUTE_UNVERIFIED,     /* registered, DNS not verified yet */
 };
 
-/* How long a route is trusted without hearing from the control thread. */
-#define ROUTE_TTL_MS (5 * 60 * 1000)
-
 typedef struct route {
     atomic_uint refs;
     atomic_int dead;             /* set by MSG_DOMAIN_CHANGED */
@@ -56,8 +53,11 @@ typedef struct route {
 route_t *route_ref(route_t *r);
 void route_unref(route_t *r);               /* NULL-safe */
 void route_unref_cb(void *r);                /* for certcache_entry route_free */
-/* Usable: not dead, loaded under the current project epoch, within TTL. */
-int route_fresh(const route_t *r, uint64_t epoch, int64_t now_ms);
+void *route_ref_cb(void *r);                 /* for certcache_get_route */
+/* Usable by w: not dead, loaded under the current project epoch, and
+ * younger than [edge] route_ttl (how long a route is trusted without
+ * hearing from the control thread). */
+int route_fresh(const struct edge_worker *w, const route_t *r);
 
 /* ---- per-worker route cache ---- */
 /* A fresh cached route (borrowed: route_ref to keep it) or NULL. */

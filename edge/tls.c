@@ -255,7 +255,8 @@ static void handshake(conn_t *c, certcache_entry_t *e)
         goto fail;
     c->ssl = s; /* conn_close frees it from now on */
     SSL_set_app_data(s, c);
-    if (!(c->flags & CF_ACME) && !(c->watch = calloc(1, sizeof(*c->watch))))
+    /* No watch, no takeover: the connection stays on OpenSSL for good. */
+    if (!(c->flags & CF_ACME) && w->cfg->compact_idle_tls && !(c->watch = calloc(1, sizeof(*c->watch))))
         goto fail;
     if (SSL_set_fd(s, c->fd) != 1 || SSL_use_cert_and_key(s, e->leaf, e->key, e->chain, 1) != 1)
         goto fail;
@@ -388,7 +389,7 @@ void tls_parked_free(edge_worker_t *w)
 static int entry_usable(edge_worker_t *w, certcache_entry_t *e)
 {
     route_t *r = e->route;
-    return r && r->kind == ROUTE_READY && route_fresh(r, atomic_load(&w->sh->epoch), util_mono_ms()) &&
+    return r && r->kind == ROUTE_READY && route_fresh(w, r) &&
            (int64_t)e->not_after * 1000 > util_now_ms();
 }
 

@@ -19,9 +19,6 @@
 #include "edge/proxy.h"
 #include "edge/worker.h"
 
-/* Idle connections kept per target per worker. */
-#define POOL_MAX 128
-
 upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
 {
     upstream_t *u;
@@ -88,15 +85,34 @@ static uconn_t *uconn_new(edge_worker_t *w, upstream_t *u, int fd, conn_t *owner
     return uc;
 }
 
-SSL_CTX *upstream_ssl_ctx(edge_worker_t *w)
+static char *ctx_error(const char *ca_bundle)
 {
-    if (w->up_ssl_ctx)
-        return w->up_ssl_ctx;
+    char buf[512];
+    unsigned long e, sys = 0, last = 0;
+    /* A missing file shows as a system error (errno) before a "system lib". */
+    while ((e = ERR_get_error())) {
+        if (ERR_SYSTEM_ERROR(e))
+            sys = e;
+        else
+            last = e;
+    }
+    const char *why = sys ? strerror(ERR_GET_REASON(sys)) : last ? ERR_reason_error_string(last) : NULL;
+    if (ca_bundle && ca_bundle[0])
+        snprintf(buf, sizeof(buf), "[edge] upstream_ca_bundle %s: %s", ca_bundle,
+                 why ? why : "cannot be loaded as PEM certificates");
+    else
+        snprintf(buf, sizeof(buf), "cannot set up the upstream TLS context: %s", why ? why : "unknown error");
+    return strdup(buf);
+}
+
+SSL_CTX *upstream_ssl_ctx_new(const char *ca_bundle, char **err)
+{
+    int own = ca_bundle && ca_bundle[0];
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        (own ? SSL_CTX_load_verify_file(ctx, ca_bundle) : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+        *err = ctx_error(ca_bundle);
         SSL_CTX_free(ctx);
-        ERR_clear_error();
         return NULL;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -105,15 +121,19 @@ SSL_CTX *upstream_ssl_ctx(edge_worker_t *w)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     static const unsigned char alpn[] = "\x08http/1.1";
-    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
-    w->up_ssl_ctx = ctx;
+    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
+        *err = ctx_error(NULL);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    ERR_clear_error(); /* the default paths may note files that do not exist */
     return ctx;
 }
 
 static int tls_setup(uconn_t *uc)
 {
     upstream_t *u = uc->target;
-    SSL_CTX *ctx = upstream_ssl_ctx(uc->w);
+    SSL_CTX *ctx = uc->w->sh->up_ssl_ctx;
     if (!ctx || !(uc->ssl = SSL_new(ctx)) || SSL_set_fd(uc->ssl, uc->fd) != 1)
         return -1;
     struct in6_addr tmp;
@@ -338,7 +358,8 @@ void uconn_release(uconn_t *uc, int reusable)
     edge_worker_t *w = uc->w;
     uc->owner = NULL;
     uconn_want_write(uc, 0);
-    if (!reusable || uc->in.len > 0 || uc->state != UC_READY || u->n_idle >= POOL_MAX || w->draining) {
+    if (!reusable || uc->in.len > 0 || uc->state != UC_READY || u->n_idle >= (unsigned)w->cfg->upstream_idle_conns ||
+        w->draining) {
         uconn_close(uc);
         return;
     }

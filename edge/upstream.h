@@ -7,9 +7,10 @@
  * set; the proxy drives it and gives it back with uconn_release) or idle in
  * its target's pool (owner NULL; the pool closes it on EOF or after the
  * idle timeout). https:// origins get a TLS client connection (the uconn
- * owns its SSL) verified against the system trust store (OpenSSL's
- * default paths, so SSL_CERT_FILE applies) and the URL's host name; each
- * target keeps the last session to resume. */
+ * owns its SSL) verified against [edge] upstream_ca_bundle, or the system
+ * trust store when that is empty, and the URL's host name; each target
+ * keeps the last session to resume. The TLS client context is built once
+ * by the edge (upstream_ssl_ctx_new) and shared read-only by all workers. */
 #ifndef HEE_EDGE_UPSTREAM_H
 #define HEE_EDGE_UPSTREAM_H
 
@@ -98,12 +99,17 @@ ssize_t uconn_send(uconn_t *uc, const void *p, size_t n);
 ssize_t uconn_recv(uconn_t *uc, void *buf, size_t len);
 /* 1 when decrypted bytes wait inside OpenSSL (epoll will not say so). */
 int uconn_pending(const uconn_t *uc);
-/* The worker's TLS client context (created on first use), or NULL. */
-SSL_CTX *upstream_ssl_ctx(struct edge_worker *w);
+/* The TLS client context for https upstreams, trusting the PEM bundle
+ * ca_bundle (NULL or "" = the system trust store). Reads files: call at
+ * start-up. NULL with *err malloc'd on failure. The caller frees it with
+ * SSL_CTX_free after every worker is gone. */
+SSL_CTX *upstream_ssl_ctx_new(const char *ca_bundle, char **err);
 /* Read / write interest (idempotent). */
 void uconn_want_read(uconn_t *uc, int on);
 void uconn_want_write(uconn_t *uc, int on);
-/* Closes pooled connections idle longer than idle_ms; closes all with 0. */
+/* Closes pooled connections idle longer than idle_ms; closes all with 0
+ * (the pool bound and the idle timeout are [edge] upstream_idle_conns /
+ * upstream_idle_timeout). */
 void upstream_sweep(struct edge_worker *w, int64_t now_ms, int64_t idle_ms);
 void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms);
 

@@ -17,7 +17,6 @@
 #include "edge/upstream.h"
 
 #define TICK_MS 100
-#define POOL_IDLE_MS 30000
 #define POOL_SPARE_BLOCKS 256
 
 /* ---- configuration ---- */
@@ -228,7 +227,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = util_mono_ms();
     if (now - w->mono_ms >= 1000) {
         w->mono_ms = now;
-        upstream_sweep(w, now, POOL_IDLE_MS);
+        upstream_sweep(w, now, w->cfg->upstream_idle_timeout_ms);
     }
 }
 
@@ -381,7 +380,6 @@ void worker_free(edge_worker_t *w)
     queue_free(w->inbox);
     queue_free(w->results);
     tls_ctx_free(w);
-    SSL_CTX_free(w->up_ssl_ctx);
     tlsrec_algs_free(&w->algs);
     iobuf_pool_fini(&w->pool);
     free(w->wc.trusted);

@@ -39,6 +39,7 @@ typedef struct edge_shared {
     certcache_t *certs;
     negcache_t *neg;
     loader_t *loader;
+    SSL_CTX *up_ssl_ctx;             /* TLS client for https upstreams (read-only) */
     _Atomic uint64_t epoch;          /* bumped by MSG_PROJECT_CHANGED */
     atomic_int negative_ttl_ms;
     /* per-client-IP connection counts ([edge] max_conns_per_ip) */
@@ -86,7 +87,6 @@ typedef struct edge_worker {
     queue_t *inbox;                  /* hub->to_worker[index] */
     queue_t *results;                /* loader answers */
     SSL_CTX *ssl_ctx;
-    SSL_CTX *up_ssl_ctx;             /* TLS client for https upstreams (lazy) */
     EVP_CIPHER *ticket_cipher;       /* fetched once for the ticket callback */
     tlsrec_algs_t algs;              /* AEADs and HKDF for taken-over connections */
     worker_listener_t listeners[2 * CONFIG_MAX_LISTEN];

@@ -6,9 +6,13 @@
     ca.path                           CA certificate file (trust it in clients)
     seed_project(h, slug, upstream, fallback=None, settings=None, hmac_key=b"k"*32) -> id
     seed_domain(h, host, project_id, verified=True, metadata="{}", removed=False) -> id
-    seed_cert(h, host, chain_pem, key_pem, not_after_ms=None)
+    seed_cert(h, host, chain_pem, key_pem, not_after_ms=None, sealed=False)
         rows written straight into the daemon's SQLite store (until tests
-        switch to the API), in the daemon's WAL database
+        switch to the API), in the daemon's WAL database; sealed: key_pem
+        is a sealed blob (bytes, see seal_key) stored with key_sealed = 1
+    sql_write(h, query, params=())    one write statement on the store
+    seal_key(kek, context, pem) -> bytes   common/keyseal.c's format (needs the
+                                      'cryptography' module; None without it)
     edge(h, ca, host, slug="p", upstream=..., **kw)  project+domain+cert in one go
     tls_client(h, host, alpn=("http/1.1",)) -> ssl socket to the TLS port (SNI host)
     fetch(h, host, method, path, headers=None, body=b"", tls=True) -> (status, headers, body)
@@ -114,15 +118,34 @@ def seed_domain(h, host, project_id, verified=True, metadata="{}", removed=False
     return did
 
 
-def seed_cert(h, host, chain, key, not_after_ms=None):
+def seed_cert(h, host, chain, key, not_after_ms=None, sealed=False):
     na = not_after_ms or NOW_MS() + 7 * 86400 * 1000
     db = _db(h)
     with db:
-        db.execute("INSERT INTO certificates (hostname, chain_pem, key_pem, key_type, issuer, not_before,"
-                   " not_after, renew_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                   (host, chain, key.encode(), "ecdsa-p256", "internal", NOW_MS() - 3600000, na,
-                    na - 86400000, NOW_MS()))
+        db.execute("INSERT INTO certificates (hostname, chain_pem, key_pem, key_sealed, key_type, issuer,"
+                   " not_before, not_after, renew_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (host, chain, key if isinstance(key, bytes) else key.encode(), 1 if sealed else 0,
+                    "ecdsa-p256", "internal", NOW_MS() - 3600000, na, na - 86400000, NOW_MS()))
     db.close()
+
+
+def sql_write(h, query, params=()):
+    db = _db(h)
+    with db:
+        db.execute(query, params)
+    db.close()
+
+
+def seal_key(kek, context, pem):
+    """'HEEK1' | 12-byte nonce | AES-256-GCM(pem) | tag, with 'HEEK1' + context
+    as additional data (common/keyseal.h)."""
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        return None
+    nonce = os.urandom(12)
+    aad = b"HEEK1" + context.encode()
+    return b"HEEK1" + nonce + AESGCM(kek).encrypt(nonce, pem.encode() if isinstance(pem, str) else pem, aad)
 
 
 def edge(h, ca, host, slug=None, upstream="http://127.0.0.1:9", fallback=None, settings=None,

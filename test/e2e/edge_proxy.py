@@ -28,9 +28,8 @@ UPS = Upstream(tls=CA.files("localhost", ip="127.0.0.1"))          # https origi
 UPS_BAD = Upstream(tls=CA.files("wrong.name.test"))                  # https origin, wrong name
 ACCESS = os.path.join(TMP, "access.log")
 KEY = b"s3cret-project-key-0123456789abc"
-# SSL_CERT_FILE: the daemon's default trust store is the test CA, so https
-# origins signed by it verify.
-H = Hee(env={"SSL_CERT_FILE": CA.path}, conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms",
+# upstream_ca_bundle: https origins must be signed by the test CA.
+H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms", "upstream_ca_bundle": CA.path,
                        "upstream_connect_timeout": "700ms", "trusted_proxies": "10.9.0.0/16"},
               "log": {"access_log": ACCESS}})
 META = '{"workspaceId":"ws_abc123","plan":"pro"}'

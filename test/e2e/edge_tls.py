@@ -2,7 +2,7 @@
 unknown / missing / IP / oversized names, malformed and truncated hellos,
 non-TLS bytes), removed and unverified domains, parked handshakes that time
 out, 10,000 unknown names (bounded memory, no store lookup twice, no order),
-protocol versions, ALPN, session resumption across workers, per-IP limit,
+store lookup counters, protocol versions, ALPN, session resumption across workers, per-IP limit,
 default certificate."""
 
 import os
@@ -21,6 +21,8 @@ from edge_common import (TestCA, client_hello, edge, hello_verdict, metric, metr
                          rss_kb, s_client, seed_domain, seed_project, ssl_ctx, tls_client, wait_metric)
 
 UNRECOGNIZED, DECODE, INTERNAL = 112, 50, 80
+LOOKUP_FOUND = 'hee_edge_store_lookups_total{result="found"}'
+LOOKUP_NOT_FOUND = 'hee_edge_store_lookups_total{result="not_found"}'
 TMP = tempfile.mkdtemp(prefix="edge-tls-")
 UP = Upstream()
 CA = TestCA(os.path.join(TMP, "ca"))
@@ -83,6 +85,23 @@ def missing_ip_oversized_sni():
 
 
 @test
+def store_lookup_counters():
+    """The loader counts its store lookups by result; SNI outcomes count
+    handshakes, so a negative-cache hit is one and not the other."""
+    found0, nf0 = metric(H, LOOKUP_FOUND), metric(H, LOOKUP_NOT_FOUND)
+    unknown0 = metric(H, 'hee_sni_total{outcome="unknown"}')
+    expect(verdict(client_hello("counted.test")) == ("alert", UNRECOGNIZED), "unknown refused")
+    expect(verdict(client_hello("counted.test")) == ("alert", UNRECOGNIZED), "again, from the negative cache")
+    expect(metric(H, LOOKUP_NOT_FOUND) == nf0 + 1, "one lookup found nothing")
+    expect(metric(H, 'hee_sni_total{outcome="unknown"}') == unknown0 + 1, "one unknown handshake")
+    edge(H, CA, "counted-ok.test", slug="counted", upstream=UP.url)
+    tls_client(H, "counted-ok.test", CA).close()
+    expect(metric(H, LOOKUP_FOUND) == found0 + 1, "a new name: one lookup found it")
+    tls_client(H, "counted-ok.test", CA).close()
+    expect(metric(H, LOOKUP_FOUND) == found0 + 1, "then served from the certificate cache")
+
+
+@test
 def malformed_truncated_and_non_tls():
     hello = client_hello("ok.test")
     bad = bytearray(hello)
@@ -136,6 +155,7 @@ def parked_handshake_times_out():
 @test
 def ten_thousand_unknown_names():
     names = ["u%05d.flood.test" % i for i in range(10000)]
+    lookups0 = metric(H, LOOKUP_NOT_FOUND)
     unknown0 = metric(H, 'hee_sni_total{outcome="unknown"}')
     neg0 = metric(H, 'hee_sni_total{outcome="negative_cached"}')
     rss0 = rss_kb(H.proc.pid)
@@ -155,9 +175,11 @@ def ten_thousand_unknown_names():
         for t in ts:
             t.join()
     expect(not bad, "all refused with unrecognized_name: %r" % bad[:3])
-    unknown = wait_metric(H, 'hee_sni_total{outcome="unknown"}', lambda v: v >= unknown0 + 10000) - unknown0
+    lookups = wait_metric(H, LOOKUP_NOT_FOUND, lambda v: v >= lookups0 + 10000) - lookups0
+    unknown = metric(H, 'hee_sni_total{outcome="unknown"}') - unknown0
     neg = metric(H, 'hee_sni_total{outcome="negative_cached"}') - neg0
-    expect(unknown == 10000, "one store lookup per name: %d" % unknown)
+    expect(lookups == 10000, "one store lookup per name: %d" % lookups)
+    expect(unknown == 10000, "first round refused as unknown: %d" % unknown)
     expect(neg == 10000, "second round all from the negative cache: %d" % neg)
     grow = rss_kb(H.proc.pid) - rss0
     expect(grow < 16 * 1024, "RSS grew %d KB over 20,000 handshakes" % grow)

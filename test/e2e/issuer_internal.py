@@ -178,10 +178,8 @@ def sealed_keys_at_rest():
         expect(rows and rows[0][0] == 1 and rows[0][1] in ("HEEK1", b"HEEK1"), "not sealed: %r" % rows)
         ca_key = h.sql("SELECT substr(key_pem, 1, 5) FROM local_ca")[0][0]
         expect(ca_key in ("HEEK1", b"HEEK1"), "local CA key not sealed")
-        if r["ok"]:
-            print("sealed: the edge served the sealed key")
-        else:
-            print("XFAIL sealed: the edge cannot open sealed keys yet (edge/loader.c): %s" % r["error"])
+        expect(r["ok"], "the edge did not serve the sealed key: %s" % r["error"])
+        print("sealed: the edge served the sealed key")
     finally:
         h.stop()
         h.cleanup()
