@@ -48,17 +48,6 @@ void keyseal_free(keyseal_t *k)
     free(k);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* 32 raw bytes, or 64 hex digits with an optional trailing newline. */
 static int parse_key(const unsigned char *buf, size_t n, unsigned char out[KEYSEAL_KEY_LEN])
 {
@@ -71,7 +60,7 @@ static int parse_key(const unsigned char *buf, size_t n, unsigned char out[KEYSE
     if (n != 2 * KEYSEAL_KEY_LEN)
         return -1;
     for (size_t i = 0; i < KEYSEAL_KEY_LEN; i++) {
-        int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
+        int hi = util_hexval(buf[2 * i]), lo = util_hexval(buf[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);

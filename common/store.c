@@ -224,6 +224,21 @@ char *store_col_str(sqlite3_stmt *st, int i)
     return strdup((const char *)t);
 }
 
+unsigned char *store_col_blob(sqlite3_stmt *st, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    *len = 0;
+    unsigned char *b = malloc(n > 0 ? (size_t)n + 1 : 1);
+    if (!b)
+        return NULL;
+    if (p && n > 0)
+        memcpy(b, p, (size_t)n);
+    b[n > 0 ? n : 0] = '\0';
+    *len = n > 0 ? (size_t)n : 0;
+    return b;
+}
+
 int store_bind_str(sqlite3_stmt *st, int i, const char *v)
 {
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);

@@ -14,6 +14,7 @@
 #define HEE_STORE_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct store store_t;
@@ -59,6 +60,9 @@ int store_fail(store_t *s, const char *what);
 int store_step_rc(store_t *s, int rc, const char *what);
 /* Copies column i as a malloc'd string (NULL for SQL NULL). */
 char *store_col_str(sqlite3_stmt *st, int i);
+/* Copies a BLOB/TEXT column into a malloc'd buffer with a NUL after it (PEM
+ * keys are used as C strings); *len excludes the NUL. NULL on no memory. */
+unsigned char *store_col_blob(sqlite3_stmt *st, int i, size_t *len);
 int store_bind_str(sqlite3_stmt *st, int i, const char *v);
 
 #endif

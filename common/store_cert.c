@@ -19,22 +19,6 @@ static void free_key(unsigned char **k, size_t *len)
     *len = 0;
 }
 
-/* Copies a BLOB/TEXT column with a NUL after it (PEM is used as a string). */
-static unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *len)
-{
-    const void *p = sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    unsigned char *b = malloc(n > 0 ? (size_t)n + 1 : 1);
-    *len = 0;
-    if (!b)
-        return NULL;
-    if (p && n > 0)
-        memcpy(b, p, (size_t)n);
-    b[n > 0 ? n : 0] = '\0';
-    *len = n > 0 ? (size_t)n : 0;
-    return b;
-}
-
 static int step_done(store_t *s, sqlite3_stmt *st, const char *what)
 {
     int rc = store_step_rc(s, sqlite3_step(st), what);
@@ -322,7 +306,7 @@ int store_cert_account_get(store_t *s, const char *directory_url, unsigned char 
     int step = sqlite3_step(st);
     int rc = step == SQLITE_ROW ? STORE_OK : step == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, "account.get");
     if (rc == STORE_OK) {
-        *key = col_blob(st, 0, key_len);
+        *key = store_col_blob(st, 0, key_len);
         *kid = store_col_str(st, 1);
         if (!*key) {
             free(*kid);
@@ -372,7 +356,7 @@ int store_cert_local_ca_get(store_t *s, store_local_ca_t *out, int with_key)
     if (rc == STORE_OK) {
         out->cert_pem = store_col_str(st, 0);
         if (with_key)
-            out->key = col_blob(st, 1, &out->key_len);
+            out->key = store_col_blob(st, 1, &out->key_len);
         out->created_at = sqlite3_column_int64(st, 2);
         if (!out->cert_pem || (with_key && !out->key))
             rc = STORE_ERR;

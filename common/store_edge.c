@@ -18,21 +18,6 @@ static const char SQL_CERT[] =
     " WHERE hostname = ?1 AND superseded_at IS NULL"
     " ORDER BY not_after DESC LIMIT 1";
 
-static unsigned char *col_blob(sqlite3_stmt *st, int i, size_t *len)
-{
-    const void *p = sqlite3_column_blob(st, i);
-    int n = sqlite3_column_bytes(st, i);
-    *len = 0;
-    unsigned char *b = malloc(n > 0 ? (size_t)n + 1 : 1);
-    if (!b)
-        return NULL;
-    if (p && n > 0)
-        memcpy(b, p, (size_t)n);
-    b[n > 0 ? n : 0] = '\0'; /* PEM keys are used as C strings */
-    *len = n > 0 ? (size_t)n : 0;
-    return b;
-}
-
 static int read_host(store_t *s, const char *hostname, store_edge_host_t *out)
 {
     sqlite3_stmt *st = store_stmt(s, SQL_HOST);
@@ -53,7 +38,7 @@ static int read_host(store_t *s, const char *hostname, store_edge_host_t *out)
     out->upstream = store_col_str(st, 6);
     out->upstream_fallback = store_col_str(st, 7);
     out->settings = store_col_str(st, 8);
-    out->hmac_key = col_blob(st, 9, &out->hmac_key_len);
+    out->hmac_key = store_col_blob(st, 9, &out->hmac_key_len);
     sqlite3_reset(st);
     if (!out->state || !out->metadata || !out->slug || !out->upstream || !out->settings ||
         !out->hmac_key)
@@ -73,7 +58,7 @@ static int read_cert(store_t *s, const char *hostname, store_edge_host_t *out)
     if (rc != SQLITE_ROW)
         return store_fail(s, "edge.cert");
     out->chain_pem = store_col_str(st, 0);
-    out->key_pem = (char *)col_blob(st, 1, &out->key_pem_len);
+    out->key_pem = (char *)store_col_blob(st, 1, &out->key_pem_len);
     out->key_sealed = sqlite3_column_int(st, 2) != 0;
     out->cert_not_after = sqlite3_column_int64(st, 3);
     sqlite3_reset(st);

@@ -200,3 +200,28 @@ int util_ascii_ieq(const char *a, const char *b, size_t n)
     }
     return 1;
 }
+
+int util_parse_digits(const char *s, int64_t *out)
+{
+    if (!s || !*s || strlen(s) > 18)
+        return -1;
+    int64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int util_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -34,6 +34,12 @@ char *util_iso8601(int64_t ms, char *buf, size_t len);
 /* Parses RFC 3339 ("…Z" or with an offset, optional fraction). 0 or -1. */
 int util_parse_iso8601(const char *s, int64_t *ms);
 
+/* 1..18 ASCII decimal digits and nothing else (no sign, no space), so the
+ * value always fits: 0 or -1. */
+int util_parse_digits(const char *s, int64_t *out);
+/* Value of one hex digit (either case), or -1. */
+int util_hexval(int c);
+
 /* strdup that aborts on allocation failure is not offered on purpose:
  * callers check for NULL and fail their own way. */
 char *util_strndup(const char *s, size_t n);

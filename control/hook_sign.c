@@ -104,21 +104,6 @@ static int msg_id_valid(const char *id)
     return 1;
 }
 
-/* Unix seconds as sent in a header: 1..18 decimal digits, nothing else. */
-static int parse_ts(const char *s, int64_t *ts)
-{
-    if (!s || !*s || strlen(s) > 18)
-        return -1;
-    int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    *ts = v;
-    return 0;
-}
-
 /* v1 entry for one secret: "v1," + base64 of HMAC(key, id.ts.body). */
 static hook_sign_result_t sign_std(const char *secret, const char *id, const char *ts,
                                    const void *body, size_t len, char out[48])
@@ -197,7 +182,7 @@ fail:
 static hook_sign_result_t check_ts(const char *timestamp, int64_t now_s, int64_t tolerance_s,
                                    int64_t *ts)
 {
-    if (parse_ts(timestamp, ts) != 0)
+    if (util_parse_digits(timestamp, ts) != 0)
         return HOOK_SIGN_BAD_INPUT;
     int64_t d = *ts > now_s ? *ts - now_s : now_s - *ts;
     return d > tolerance_s ? HOOK_SIGN_TOO_OLD : HOOK_SIGN_OK;

@@ -79,6 +79,23 @@ static void test_hmac_rfc4231_case2(void **unused)
     assert_true(crypto_ct_equal(mac, mac2, 32));
 }
 
+static void test_digits_and_hex(void **unused)
+{
+    int64_t v;
+    assert_int_equal(util_parse_digits("1614265330", &v), 0);
+    assert_int_equal(v, 1614265330);
+    assert_int_equal(util_parse_digits("999999999999999999", &v), 0);
+    assert_int_equal(util_parse_digits("1000000000000000000", &v), -1); /* 19 digits */
+    assert_int_equal(util_parse_digits("", &v), -1);
+    assert_int_equal(util_parse_digits("-1", &v), -1);
+    assert_int_equal(util_parse_digits("12 ", &v), -1);
+    assert_int_equal(util_parse_digits(NULL, &v), -1);
+    assert_int_equal(util_hexval('0'), 0);
+    assert_int_equal(util_hexval('f'), 15);
+    assert_int_equal(util_hexval('F'), 15);
+    assert_int_equal(util_hexval('g'), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -86,6 +103,7 @@ int main(void)
         cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_random_id),
         cmocka_unit_test(test_hmac_rfc4231_case2),
+        cmocka_unit_test(test_digits_and_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
