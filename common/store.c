@@ -16,7 +16,9 @@ extern const char store_schema_sql[];
 /* Migrations: entry i upgrades a database from user_version i+1 to i+2.
  * Version 1 is schema.sql as first released; every later change appends
  * here and, in the same commit, to schema.sql (so a new file and a migrated
- * file end up identical — test/unit/test_store.c checks that). */
+ * file end up identical). test/unit/data/schema/vN.sql keeps each released
+ * schema; test/unit/test_store.c migrates every one of them and compares the
+ * result with a new file, so add the snapshot when you add a migration. */
 static const char *const migrations[] = {
     NULL, /* sentinel so the array is never empty */
 };
