@@ -226,15 +226,19 @@ int store_domain_resolve(store_t *s, const char *host, void (*cb)(const store_re
     int step = sqlite3_step(st);
     int rc;
     if (step == SQLITE_ROW) {
+        /* As blobs: the bytes in place, where column_text would copy each
+         * string to NUL-terminate it (a malloc per column per lookup). */
         store_resolve_t r = {
             .project_id = sqlite3_column_int64(st, 0),
-            .project_slug = (const char *)sqlite3_column_text(st, 1),
+            .project_slug = sqlite3_column_blob(st, 1),
+            .project_slug_len = (size_t)sqlite3_column_bytes(st, 1),
             .verified = sqlite3_column_int(st, 2),
             .verified_at = sqlite3_column_int64(st, 3),
-            .state = (const char *)sqlite3_column_text(st, 4),
-            .metadata = (const char *)sqlite3_column_text(st, 5),
+            .state = sqlite3_column_blob(st, 4),
+            .state_len = (size_t)sqlite3_column_bytes(st, 4),
+            .metadata = sqlite3_column_blob(st, 5),
+            .metadata_len = (size_t)sqlite3_column_bytes(st, 5),
         };
-        r.metadata_len = (size_t)sqlite3_column_bytes(st, 5);
         rc = r.project_slug && r.state && r.metadata ? STORE_OK : STORE_ERR;
         if (rc == STORE_OK)
             cb(&r, arg);
@@ -264,5 +268,127 @@ int store_domain_tune_reads(store_t *s, int64_t bytes)
     snprintf(sql, sizeof(sql), "PRAGMA mmap_size=%lld", (long long)bytes);
     if (sqlite3_exec(store_db(s), sql, NULL, NULL, NULL) != SQLITE_OK)
         return store_fail(s, "mmap_size");
+    return STORE_OK;
+}
+
+/* ---- savepoints ---- */
+
+static int exec_cached(store_t *s, const char *sql, const char *what)
+{
+    sqlite3_stmt *st = store_stmt(s, sql);
+    if (!st)
+        return STORE_ERR;
+    int rc = store_step_rc(s, sqlite3_step(st), what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_domain_savepoint(store_t *s)
+{
+    return exec_cached(s, "SAVEPOINT unit", "savepoint");
+}
+
+int store_domain_savepoint_release(store_t *s)
+{
+    return exec_cached(s, "RELEASE unit", "savepoint.release");
+}
+
+void store_domain_savepoint_undo(store_t *s)
+{
+    /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
+    if (exec_cached(s, "ROLLBACK TO unit", "savepoint.undo") == STORE_OK)
+        exec_cached(s, "RELEASE unit", "savepoint.release");
+}
+
+/* ---- read-lock pin ---- */
+
+/* SQLite's default automatic checkpoint threshold (frames), kept as is. */
+#define PIN_AUTOCHECKPOINT 1000
+
+struct store_pin {
+    store_t *rw;
+    store_t *ro;
+    int held;
+};
+
+/* SQLite's wal hook on the read-write handle, after each commit: drop the
+ * pin, then checkpoint as SQLite's default hook does. */
+static int pin_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    store_domain_pin_release(arg);
+    if (frames >= PIN_AUTOCHECKPOINT)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+store_pin_t *store_domain_pin_new(store_t *s, const char *path, char **err)
+{
+    store_pin_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    p->rw = s;
+    if (!(p->ro = store_open(path, STORE_RO, err))) {
+        free(p);
+        return NULL;
+    }
+    sqlite3_wal_hook(store_db(s), pin_on_commit, p);
+    return p;
+}
+
+void store_domain_pin_hold(store_pin_t *p)
+{
+    if (!p || p->held)
+        return;
+    /* BEGIN defers the read transaction to the first read; the schema
+     * cookie is the cheapest read there is (page 1, already cached). */
+    sqlite3_stmt *b = store_stmt(p->ro, "BEGIN");
+    if (!b || sqlite3_step(b) != SQLITE_DONE)
+        return;
+    sqlite3_reset(b);
+    sqlite3_stmt *r = store_stmt(p->ro, "PRAGMA schema_version");
+    int step = r ? sqlite3_step(r) : SQLITE_ERROR;
+    if (r)
+        sqlite3_reset(r);
+    p->held = 1;
+    if (step != SQLITE_ROW)
+        store_domain_pin_release(p);
+}
+
+void store_domain_pin_release(store_pin_t *p)
+{
+    if (!p || !p->held)
+        return;
+    p->held = 0;
+    /* COMMIT of a read transaction only drops its lock; ROLLBACK, if that
+     * fails, does the same. */
+    sqlite3_stmt *st = store_stmt(p->ro, "COMMIT");
+    int step = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (st)
+        sqlite3_reset(st);
+    if (step != SQLITE_DONE)
+        sqlite3_exec(store_db(p->ro), "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_domain_pin_held(const store_pin_t *p)
+{
+    return p && p->held;
+}
+
+void store_domain_pin_free(store_pin_t *p)
+{
+    if (!p)
+        return;
+    store_domain_pin_release(p);
+    sqlite3_wal_autocheckpoint(store_db(p->rw), PIN_AUTOCHECKPOINT); /* SQLite's own hook again */
+    store_close(p->ro);
+    free(p);
+}
+
+int store_domain_tune_writes(store_t *s)
+{
+    if (sqlite3_exec(store_db(s), "PRAGMA temp_store=MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, "temp_store");
     return STORE_OK;
 }

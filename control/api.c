@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -50,7 +51,6 @@
 #define TOUCH_EVERY_MS 60000
 #define FLUSH_MS 5000
 #define USAGE_SLOTS_MIN 64
-#define API_MMAP_BYTES (1LL << 30)
 
 struct route {
     unsigned methods, scope, flags;
@@ -90,11 +90,15 @@ struct api {
     size_t usage_cap, usage_used;
     struct event *flush_ev;
     uint64_t ref_seq;
+    time_t date_at;              /* the second date[] shows */
+    char date[64];
     char ref_prefix[8];
     /* SHA-256 fetched once: an implicit fetch per request costs more than
      * hashing a token. */
     EVP_MD *sha256;
     EVP_MD_CTX *md;
+    struct api_domains *domains;
+    struct api_resolve *resolve;
 };
 
 /* ---- small helpers ---- */
@@ -154,9 +158,29 @@ static void req_free(api_req_t *r)
     free(r);
 }
 
+/* The Date header, formatted once a second rather than by evhttp for every
+ * reply (gmtime and a printf each). */
+static const char *http_date(api_t *a)
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now != a->date_at && gmtime_r(&now, &tm)) {
+        snprintf(a->date, sizeof(a->date), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        a->date_at = now;
+    }
+    return a->date;
+}
+
 static void finish(api_req_t *r, int status, struct evbuffer *body)
 {
     struct control *c = r->c;
+    const char *date = http_date(r->api);
+    if (date[0])
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Date", date);
     if (status >= 400)
         metrics_inc(c->hub->metrics, M_API_ERRORS);
     metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
@@ -1048,6 +1072,14 @@ api_ops_t api_ops_for(api_req_t *r)
 
 /* ---- life cycle ---- */
 
+void api_quiesce(api_t *a)
+{
+    if (!a)
+        return;
+    api_domains_flush(a->domains);
+    api_resolve_quiesce(a->resolve);
+}
+
 struct control *api_control(api_t *a)
 {
     return a->c;
@@ -1079,12 +1111,11 @@ api_t *api_new(struct control *c, char **err)
     /* Best effort: without them tokens are hashed through crypto_sha256. */
     if ((a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) != NULL)
         a->md = EVP_MD_CTX_new();
-    if (api_projects_init(a) != 0 || api_tokens_init(a) != 0 || api_domains_init(a) != 0 || api_misc_init(a) != 0) {
+    if (api_projects_init(a) != 0 || api_tokens_init(a) != 0 || !(a->domains = api_domains_init(a)) ||
+        api_misc_init(a) != 0 || !(a->resolve = api_resolve_init(a))) {
         *err = strdup("cannot initialise the API (routes or admin token)");
         goto fail;
     }
-    /* Resolve reads through mmap; failure only costs speed. */
-    store_domain_tune_reads(c->store, API_MMAP_BYTES);
     if (!(a->flush_ev = event_new(c->base, -1, EV_PERSIST, on_flush, a)))
         goto oom;
     struct timeval tv = { FLUSH_MS / 1000, (FLUSH_MS % 1000) * 1000 };
@@ -1108,6 +1139,7 @@ void api_free(api_t *a)
         return;
     if (a->c->http)
         evhttp_set_gencb(a->c->http, NULL, NULL);
+    api_domains_flush(a->domains); /* before the usage flush: a transaction each */
     if (a->usage)
         api_flush(a);
     if (a->flush_ev)
@@ -1115,6 +1147,8 @@ void api_free(api_t *a)
     for (int i = 0; i < a->nroutes; i++)
         for (int j = 0; j < MAX_SEGS; j++)
             free(a->routes[i].segs[j]);
+    api_domains_free(a->domains);
+    api_resolve_free(a->resolve);
     free(a->usage);
     EVP_MD_CTX_free(a->md);
     EVP_MD_free(a->sha256);

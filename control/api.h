@@ -79,6 +79,10 @@ void api_free(api_t *a);
 struct control *api_control(api_t *a);
 /* Writes batched counters now (also done every few seconds and by api_free). */
 void api_flush(api_t *a);
+/* Before shutdown: commits and answers the registrations waiting in a
+ * batch, and lets go of the read-lock pin so that a checkpoint can finish.
+ * Later requests work as before. */
+void api_quiesce(api_t *a);
 
 /* Adds a route. pattern: literal segments and {name} captures, e.g.
  * "/v1/edge/domains/{hostname}/verify". methods: API_GET|API_POST…;
@@ -147,7 +151,18 @@ void api_tokens_invalidate(api_t *a, int64_t project_id, const char *token_id);
 /* Resource registration (api_*.c). */
 int api_projects_init(api_t *a);
 int api_tokens_init(api_t *a);
-int api_domains_init(api_t *a);
-int api_misc_init(api_t *a);     /* resolve, usage, audit, openapi */
+/* /v1/edge/domains (api_domains.c); NULL on failure. Registrations wait in
+ * a batch for one commit; _flush commits and answers them now (api_quiesce
+ * and api_free do). */
+struct api_domains *api_domains_init(api_t *a);
+void api_domains_flush(struct api_domains *ad);
+void api_domains_free(struct api_domains *ad);
+int api_misc_init(api_t *a);     /* usage, audit, openapi */
+/* GET /v1/edge/resolve (api_resolve.c), with the read-lock pin its lookups
+ * share; NULL on failure. _quiesce lets go of the pin (api_quiesce does);
+ * api_free frees it. */
+struct api_resolve *api_resolve_init(api_t *a);
+void api_resolve_quiesce(struct api_resolve *rv);
+void api_resolve_free(struct api_resolve *rv);
 
 #endif

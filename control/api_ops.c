@@ -17,6 +17,35 @@
 #include "common/store_usage.h"
 #include "common/util.h"
 
+/* util_random_id()'s alphabet and length from one RAND_bytes call instead of
+ * one per character (a registration spent a fifth of its time in those; the
+ * fix belongs in common/util.c, which is not this module's to change). */
+static char *random_id(const char *prefix, size_t nbytes)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    size_t nchars = (nbytes * 8 * 100 + 594) / 595, plen = strlen(prefix);
+    unsigned char rnd[64];
+    size_t used = sizeof(rnd);
+    char *out = malloc(plen + nchars + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, prefix, plen);
+    for (size_t i = 0; i < nchars;) {
+        if (used == sizeof(rnd)) {
+            if (util_random(rnd, sizeof(rnd)) != 0) {
+                free(out);
+                return NULL;
+            }
+            used = 0;
+        }
+        unsigned char b = rnd[used++];
+        if (b < 248) /* 4 x 62: every character equally likely */
+            out[plen + i++] = alphabet[b % 62];
+    }
+    out[plen + nchars] = '\0';
+    return out;
+}
+
 static const struct {
     const char *name;
     unsigned bit;
@@ -421,55 +450,83 @@ static int quota_check(const api_ops_t *o, const store_project_t *p, int64_t *ac
     return 0;
 }
 
-int api_ops_domain_register(const api_ops_t *o, const store_project_t *p, const char *hostname,
-                            const char *metadata, size_t metadata_len, store_domain_t *out, api_ops_err_t *e)
+int api_ops_domain_register_check(const api_ops_t *o, const char *hostname, const char *metadata,
+                                  size_t metadata_len, char *host, api_ops_err_t *e)
 {
-    char host[HOSTNAME_MAX], detail[64];
     const char *why = NULL;
-    memset(out, 0, sizeof(*out));
-    if (hostname_check_registrable(hostname, o->cfg->edge_target, host, sizeof(host), &why) != 0)
+    if (hostname_check_registrable(hostname, o->cfg->edge_target, host, HOSTNAME_MAX, &why) != 0)
         return fail(e, 400, "invalid", "hostname is invalid: %s", why);
+    if (metadata && api_ops_check_metadata(metadata, metadata_len, e) != 0)
+        return -1;
+    return 0;
+}
+
+/* The body of api_ops_domain_register_tx, inside its savepoint. */
+static int register_writes(const api_ops_t *o, int64_t project_id, const char *hostname, char *meta, size_t mlen,
+                           char *challenge, store_domain_t *out, api_ops_err_t *e)
+{
+    char detail[64], host[HOSTNAME_MAX];
+    snprintf(host, sizeof(host), "%s", hostname);
+    store_project_t p;
+    int rc = store_project_get(o->store, project_id, &p);
+    if (rc == STORE_NOTFOUND)
+        return fail(e, 404, "not_found", "%s", "no such project");
+    if (rc != STORE_OK)
+        return internal(e, "cannot read the project");
+    if (p.active_domains >= p.max_domains) {
+        fail(e, 402, "QuotaExceeded", "project '%s' has reached its plan limit of %lld active domains", p.slug,
+             (long long)p.max_domains);
+        store_project_clear(&p);
+        return -1;
+    }
+    int64_t active = p.active_domains;
+    store_project_clear(&p);
+    store_domain_t d = {
+        .hostname = host, .project_id = project_id, .state = "pending_ownership",
+        .challenge = challenge, .metadata = meta, .cert_status = "none",
+        .created_at = util_now_ms(),
+    };
+    int src = store_domain_insert(o->store, &d);
+    if (src == STORE_CONFLICT)
+        return fail(e, 409, "HostnameConflict", "%s is already registered", host);
+    snprintf(detail, sizeof(detail), "{\"metadataBytes\":%zu}", mlen);
+    if (src != STORE_OK || emit(o, d.id, "domain.created", NULL, out) != 0)
+        return internal(e, "cannot register the domain");
+    if (audit(o, project_id, "domain.create", host, detail) != STORE_OK ||
+        store_usage_max(o->store, project_id, USAGE_ACTIVE_DOMAIN, active + 1) != STORE_OK) {
+        store_domain_clear(out);
+        return internal(e, "cannot register the domain");
+    }
+    return 0;
+}
+
+int api_ops_domain_register_tx(const api_ops_t *o, int64_t project_id, const char *host, const char *metadata,
+                               size_t metadata_len, store_domain_t *out, api_ops_err_t *e)
+{
+    memset(out, 0, sizeof(*out));
     if (!metadata) {
         metadata = "{}";
         metadata_len = 2;
     }
-    if (api_ops_check_metadata(metadata, metadata_len, e) != 0)
-        return -1;
     char *meta = util_strndup(metadata, metadata_len);
-    char *challenge = util_random_id("", 24);
-    int64_t active = 0;
+    char *challenge = random_id("", 24);
     int rc = -1;
     if (!meta || !challenge) {
         internal(e, "out of memory");
         goto out;
     }
-    store_domain_t d = {
-        .hostname = host, .project_id = p->id, .state = "pending_ownership", .challenge = challenge,
-        .metadata = meta, .cert_status = "none", .created_at = util_now_ms(),
-    };
-    if (begin(o, e) != 0)
-        goto out;
-    if (quota_check(o, p, &active, e) != 0) {
-        abort_tx(o);
+    if (store_domain_savepoint(o->store) != STORE_OK) {
+        internal(e, "cannot open a savepoint");
         goto out;
     }
-    int src = store_domain_insert(o->store, &d);
-    if (src == STORE_CONFLICT) {
-        abort_tx(o);
-        fail(e, 409, "HostnameConflict", "%s is already registered", host);
+    if (register_writes(o, project_id, host, meta, metadata_len, challenge, out, e) != 0) {
+        store_domain_savepoint_undo(o->store);
         goto out;
     }
-    snprintf(detail, sizeof(detail), "{\"metadataBytes\":%zu}", metadata_len);
-    if (src != STORE_OK || emit(o, d.id, "domain.created", NULL, out) != 0 ||
-        audit(o, p->id, "domain.create", host, detail) != STORE_OK ||
-        store_usage_max(o->store, p->id, USAGE_ACTIVE_DOMAIN, active + 1) != STORE_OK) {
-        abort_tx(o);
+    if (store_domain_savepoint_release(o->store) != STORE_OK) {
         store_domain_clear(out);
-        internal(e, "cannot register the domain");
-        goto out;
-    }
-    if (commit(o, e) != 0) {
-        store_domain_clear(out);
+        store_domain_savepoint_undo(o->store);
+        internal(e, "cannot release the savepoint");
         goto out;
     }
     rc = 0;
@@ -477,6 +534,22 @@ out:
     free(meta);
     free(challenge);
     return rc;
+}
+
+int api_ops_domain_register(const api_ops_t *o, const store_project_t *p, const char *hostname,
+                            const char *metadata, size_t metadata_len, store_domain_t *out, api_ops_err_t *e)
+{
+    char host[HOSTNAME_MAX];
+    memset(out, 0, sizeof(*out));
+    if (api_ops_domain_register_check(o, hostname, metadata, metadata_len, host, e) != 0 || begin(o, e) != 0)
+        return -1;
+    if (api_ops_domain_register_tx(o, p->id, host, metadata, metadata_len, out, e) != 0)
+        return abort_tx(o);
+    if (commit(o, e) != 0) {
+        store_domain_clear(out);
+        return -1;
+    }
+    return 0;
 }
 
 int api_ops_domain_set_metadata(const api_ops_t *o, const store_domain_t *d, const char *metadata,
@@ -514,7 +587,7 @@ int api_ops_domain_rebind(const api_ops_t *o, const store_domain_t *d, const sto
     if (api_ops_check_metadata(metadata, metadata_len, e) != 0)
         return -1;
     char *meta = util_strndup(metadata, metadata_len);
-    char *challenge = util_random_id("", 24);
+    char *challenge = random_id("", 24);
     int64_t now = util_now_ms(), active = 0;
     int rc = -1;
     if (!meta || !challenge) {

@@ -5,10 +5,11 @@
  * Each api_ops_* that writes opens and commits its own transaction (the
  * reply may follow only a committed COMMIT); on failure it rolls back and
  * fills the api_ops_err_t with the HTTP status, seed error code and a
- * message. Nothing here touches the event loop or other threads: after a
- * success the API caller tells the edge (ctl_domain_changed …); the CLI
- * cannot, and relies on the edge's cache expiry. Out-records are the
- * caller's to clear. */
+ * message. The *_tx variants write inside the caller's transaction instead,
+ * for callers that commit several operations at once. Nothing here touches
+ * the event loop or other threads: after a success the API caller tells the
+ * edge (ctl_domain_changed …); the CLI cannot, and relies on the edge's
+ * cache expiry. Out-records are the caller's to clear. */
 #ifndef HEE_API_OPS_H
 #define HEE_API_OPS_H
 
@@ -81,8 +82,22 @@ int api_ops_token_create(const api_ops_t *o, const store_project_t *project, uns
 int api_ops_token_revoke(const api_ops_t *o, const char *id, int64_t project_id, api_ops_err_t *e);
 
 /* ---- domains ---- */
+/* One registration in its own transaction: api_ops_domain_register_check,
+ * then api_ops_domain_register_tx between store_begin and store_commit. */
 int api_ops_domain_register(const api_ops_t *o, const store_project_t *p, const char *hostname,
                             const char *metadata, size_t metadata_len, store_domain_t *out, api_ops_err_t *e);
+/* What registration checks before it writes (no I/O): the hostname, as host
+ * (normalised, HOSTNAME_MAX bytes), and the metadata (NULL means {}). */
+int api_ops_domain_register_check(const api_ops_t *o, const char *hostname, const char *metadata,
+                                  size_t metadata_len, char *host, api_ops_err_t *e);
+/* The writes of one registration of host (already checked) inside the
+ * caller's transaction, under a savepoint: on failure nothing of it remains
+ * and the transaction is still usable, so a batch can commit the others.
+ * The project is read again here (it may have changed or gone since the
+ * caller looked it up); quota and conflicts are decided against the
+ * transaction's view, earlier registrations of the batch included. */
+int api_ops_domain_register_tx(const api_ops_t *o, int64_t project_id, const char *host, const char *metadata,
+                               size_t metadata_len, store_domain_t *out, api_ops_err_t *e);
 /* d: the active row. */
 int api_ops_domain_set_metadata(const api_ops_t *o, const store_domain_t *d, const char *metadata,
                                 size_t metadata_len, store_domain_t *out, api_ops_err_t *e);

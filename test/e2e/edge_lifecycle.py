@@ -26,6 +26,16 @@ edge(H, CA, "big.test", slug="big", upstream=UP.url)
 MB = 1 << 20
 
 
+def wait_for(cond, timeout=15.0):
+    """Polls cond() until true (or timeout, generous for loaded CI machines)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
 def body_stream(sock, n, block=256 * 1024):
     sent = 0
     h = hashlib.sha256()
@@ -127,8 +137,7 @@ def sighup_reload_keeps_connections():
     with open(H.conf_path, "a") as f:
         f.write("\n[edge]\nidle_timeout = 61s\n")
     H.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
-    expect("config.reloaded" in H.stderr_text(), "reload logged")
+    expect(wait_for(lambda: "config.reloaded" in H.stderr_text()), "reload logged")
     s.sendall(b"GET /echo HTTP/1.1\r\nHost: big.test\r\n\r\n")
     st, hd, body, rest = read_response(s)
     expect(st == 200, "same connection works after SIGHUP")
@@ -145,8 +154,10 @@ def shutdown_finishes_inflight_request():
     idle = tls_client(H, "big.test", CA, timeout=15)
     idle.sendall(b"GET /echo HTTP/1.1\r\nHost: big.test\r\n\r\n")
     read_response(idle)
+    n0 = len(UP.requests)
     busy.sendall(b"GET /slow?delay=1500 HTTP/1.1\r\nHost: big.test\r\n\r\n")
-    time.sleep(0.3)
+    # In flight means at the origin (which then takes 1.5 s to answer).
+    expect(wait_for(lambda: any(r["path"] == "/slow" for r in UP.requests[n0:])), "request reached the origin")
     H.proc.send_signal(signal.SIGTERM)
     t0 = time.time()
     st, hd, body, rest = read_response(busy)

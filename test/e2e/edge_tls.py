@@ -243,25 +243,46 @@ def key_update_after_takeover():
                           "-tls1_3", "-CAfile", CA.path],  # no -ign_eof: it turns off "K"
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     req = b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n"
-    time.sleep(0.5)
-    p.stdin.write(req)
-    p.stdin.flush()
-    time.sleep(0.5)
-    p.stdin.write(b"K\n")  # s_client: send KeyUpdate, update_requested
-    p.stdin.flush()
-    time.sleep(0.3)
-    p.stdin.write(req)
-    p.stdin.flush()
-    time.sleep(0.5)
-    p.stdin.write(b"Q\n")
-    p.stdin.flush()
+    got = bytearray()
+
+    def reader():
+        while True:
+            b = p.stdout.read1(4096)
+            if not b:
+                return
+            got.extend(b)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+
+    def output_shows(cond, what, timeout=15.0):
+        # s_client acts on "K" only when it is alone in a read of stdin, so
+        # each step waits for the previous one to show in its output.
+        end = time.time() + timeout
+        while time.time() < end and not cond(got.decode("latin-1")):
+            time.sleep(0.02)
+        out = got.decode("latin-1")
+        expect(cond(out), "s_client: %s: %s" % (what, out[-1500:]))
+
+    def send(data):
+        p.stdin.write(data)
+        p.stdin.flush()
     try:
-        out = p.communicate(timeout=10)[0].decode("latin-1")
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out = p.communicate()[0].decode("latin-1")
-    expect("KEYUPDATE" in out, "s_client sent a KeyUpdate: %s" % out[-500:])
-    expect(out.count("HTTP/1.1 200") == 2, "both requests answered: %s" % out[-1500:])
+        output_shows(lambda o: "Verify return code" in o, "handshake done")
+        send(req)
+        output_shows(lambda o: o.count("HTTP/1.1 200") >= 1, "first request answered")
+        send(b"K\n")  # s_client: send KeyUpdate, update_requested
+        output_shows(lambda o: "KEYUPDATE" in o, "sent a KeyUpdate")
+        send(req)
+        output_shows(lambda o: o.count("HTTP/1.1 200") >= 2, "both requests answered")
+        send(b"Q\n")
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        t.join(timeout=5)
+    out = got.decode("latin-1")
+    expect(out.count("HTTP/1.1 200") == 2, "both requests answered once: %s" % out[-1500:])
 
 
 @test
@@ -295,7 +316,9 @@ def per_ip_limit_and_default_cert():
         socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
         for s in socks:  # TCP_DEFER_ACCEPT: a connection is accepted once it sends
             s.sendall(client_hello("x.test")[:20])
-        time.sleep(0.3)
+        # all three accepted (and counted) before the fourth arrives
+        n = wait_metric(h2, "hee_connections_active", lambda v: v >= 3, timeout=15)
+        expect(n >= 3, "three connections accepted: %r" % n)
         extra = socket.create_connection(("127.0.0.1", h2.tls_port))
         extra.settimeout(3)
         extra.sendall(client_hello(None))
@@ -306,7 +329,8 @@ def per_ip_limit_and_default_cert():
         expect(got == b"", "4th connection from one IP closed: %r" % got)
         for s in socks:
             s.close()
-        time.sleep(0.2)
+        n = wait_metric(h2, "hee_connections_active", lambda v: v == 0, timeout=15)
+        expect(n == 0, "closed connections no longer count: %r" % n)
         ctx = ssl_ctx(None)
         s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", h2.tls_port)))
         s.sendall(b"GET / HTTP/1.1\r\nHost: whatever.test\r\n\r\n")

@@ -81,19 +81,23 @@ class VerifyDns:
 
     def start(self):
         self.knot.start()
-        self.knot.set_zone("hee.la", ["edge A 192.0.2.10", "edge AAAA 2001:db8::10"])
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", self.port))
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
-        self.tcp.listen(64)
-        self.udp.settimeout(0.2)
-        self.tcp.settimeout(0.2)
-        self._threads = [threading.Thread(target=self._udp_loop, daemon=True),
-                         threading.Thread(target=self._tcp_loop, daemon=True)]
-        for t in self._threads:
-            t.start()
+        try:
+            self.knot.set_zone("hee.la", ["edge A 192.0.2.10", "edge AAAA 2001:db8::10"])
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", self.port))
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.tcp.bind(("127.0.0.1", self.port))
+            self.tcp.listen(64)
+            self.udp.settimeout(0.2)
+            self.tcp.settimeout(0.2)
+            self._threads = [threading.Thread(target=self._udp_loop, daemon=True),
+                             threading.Thread(target=self._tcp_loop, daemon=True)]
+            for t in self._threads:
+                t.start()
+        except BaseException:
+            self.stop()  # a failed start must not leave knotd running
+            raise
         return self
 
     def stop(self):

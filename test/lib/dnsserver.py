@@ -188,11 +188,21 @@ class DnsServer:
                 raise RuntimeError("knotd exited (%s):\n%s" % (self.proc.returncode, self.log_text()))
             try:
                 self.query("ready.invalid.", "SOA", timeout=0.2)
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            # Answering queries is not enough: knotd opens its control
+            # socket later, and set_zone needs knotc.
+            if self._control_ready():
+                return self
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("knotd did not answer on %s:\n%s" % (self.addr, self.log_text()))
+        raise RuntimeError("knotd did not answer on %s (and %s):\n%s" % (self.addr, self.sock, self.log_text()))
+
+    def _control_ready(self):
+        r = subprocess.run(["knotc", "-c", self.conf, "-s", self.sock, "-t", "1", "status"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return r.returncode == 0
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

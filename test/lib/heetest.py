@@ -1,7 +1,8 @@
 """heetest: run the real `hee` daemon in end-to-end tests and talk to it.
 
 API
-    free_port() -> int                a TCP port on 127.0.0.1 free a moment ago
+    free_port() -> int                a TCP port on 127.0.0.1 reserved for this process
+                                      (bound, not listening; listeners need SO_REUSEADDR)
 
     h = Hee(conf=None, workers=2, env=None, start=True, bin=None)
         Writes a config file into a fresh temp dir (data_dir = <tmp>/data,
@@ -54,6 +55,7 @@ API
                                       the block-style subset openapi-v1.yaml uses
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -73,14 +75,24 @@ __all__ = ["free_port", "Hee", "Client", "Response", "test", "run", "expect", "e
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+_RESERVED = []  # sockets holding the ports free_port() handed out
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 reserved for this process until it exits.
+
+    The port stays bound here (SO_REUSEADDR, never listening), so with tests
+    running in parallel no other free_port() or bind(0) can be handed the
+    same port before the daemon listens on it; hee, whose listeners set
+    SO_REUSEADDR, can still listen on it, and connecting to it before then
+    is refused as if it were closed. Merely closing the probe socket used to
+    leave a window in which two daemons could get one port, and with
+    SO_REUSEPORT on the edge listeners both would listen on it at once."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    _RESERVED.append(s)
+    return s.getsockname()[1]
 
 
 class Response:
@@ -199,6 +211,9 @@ class Hee:
         self._stderr_path = os.path.join(self.dir, "stderr.log")
         self._stderr = None
         self._stopped_ok = True
+        # However the test ends (an exception during set-up, a missed stop),
+        # the daemon ends with it.
+        atexit.register(self._reap)
         sections = {
             "server": {"data_dir": self.data_dir, "workers": str(workers), "grace_period": "2s"},
             "log": {"level": "info"},
@@ -246,6 +261,10 @@ class Hee:
             time.sleep(0.05)
         raise AssertionError("hee did not become ready in %ss:\n%s" % (timeout, self.stderr_text()[-4000:]))
 
+    def _reap(self):
+        if self.alive():
+            self.kill()
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -289,7 +308,11 @@ class Hee:
         return self.start()
 
     def cleanup(self):
-        """Removes the temp dir (after stop/kill)."""
+        """Removes the temp dir (after stop/kill). A daemon still running (a
+        test failed before stopping it) is killed first, so it cannot outlive
+        the test and load the machine or hold ports for the rest of the run."""
+        if self.alive():
+            self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

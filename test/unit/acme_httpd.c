@@ -128,6 +128,11 @@ static void *conn_main(void *p)
             struct timespec ts = { resp.delay_ms / 1000, (long)(resp.delay_ms % 1000) * 1000000L };
             nanosleep(&ts, NULL);
         }
+        /* Counted before the answer leaves: a client that has its response
+         * must already see the request in acme_httpd_count(). */
+        pthread_mutex_lock(&h->mu);
+        h->count++;
+        pthread_mutex_unlock(&h->mu);
         if (resp.status > 0) {
             char head[4096];
             int n = snprintf(head, sizeof(head),
@@ -137,9 +142,6 @@ static void *conn_main(void *p)
                 strcmp(req.method, "HEAD") != 0 && resp.body_len)
                 write_all(c->fd, resp.body, resp.body_len);
         }
-        pthread_mutex_lock(&h->mu);
-        h->count++;
-        pthread_mutex_unlock(&h->mu);
     }
     free(resp.body);
     free(raw);

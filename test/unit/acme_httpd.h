@@ -32,7 +32,7 @@ typedef void (*acme_httpd_handler)(const acme_httpd_req_t *req, acme_httpd_resp_
 
 acme_httpd_t *acme_httpd_start(acme_httpd_handler handler, void *arg);
 int acme_httpd_port(const acme_httpd_t *h);
-/* Requests served so far. */
+/* Requests served so far (counted before their answer is sent). */
 unsigned acme_httpd_count(acme_httpd_t *h);
 void acme_httpd_stop(acme_httpd_t *h);
 

@@ -66,6 +66,8 @@ struct rcv {
     int dflt;
     const char *retry_after;     /* header on 429/503 */
     int delay_ms;
+    int hold_for;                /* > 0: replies wait until this many requests are
+                                  * open at once (delay_ms is then the longest wait) */
     const char *verify_secret;   /* checked as std and hee (current or previous) */
     struct got got[MAX_GOT];
     int ngot;
@@ -146,6 +148,14 @@ static void on_hook(struct evhttp_request *req, void *arg)
     r->concurrent++;
     if (r->concurrent > r->max_concurrent)
         r->max_concurrent = r->concurrent;
+    if (r->hold_for > 0 && r->concurrent >= r->hold_for) {
+        /* Enough requests in parallel: release them all, this one included. */
+        for (int i = 0; i < 64; i++)
+            if (r->waiting[i])
+                event_active(r->waiting[i]->ev, EV_TIMEOUT, 1);
+        send_reply(r, req, status);
+        return;
+    }
     if (r->delay_ms <= 0) {
         send_reply(r, req, status);
         return;
@@ -551,7 +561,11 @@ static void test_restart_with_parked_queue(void **state)
 static void test_unordered_endpoint_runs_in_parallel(void **state)
 {
     struct fx *f = *state;
-    f->r.delay_ms = 200;
+    /* Replies are held until all four are open at once (5 s at most), so
+     * the count measures the engine's parallelism, not how quickly a loaded
+     * machine gets the four requests out. */
+    f->r.delay_ms = 5000;
+    f->r.hold_for = 4;
     add_endpoint(f, "whe_u", 0);
     start(f);
     for (int i = 0; i < 4; i++)

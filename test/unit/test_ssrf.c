@@ -269,8 +269,11 @@ static void *listener_main(void *arg)
         }
         static const char resp[] =
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-        if (write(c, resp, sizeof(resp) - 1) > 0)
-            atomic_fetch_add(&l->served, 1);
+        /* Counted before the answer leaves: a client holding its response
+         * must already see it in l->served. */
+        atomic_fetch_add(&l->served, 1);
+        if (write(c, resp, sizeof(resp) - 1) <= 0)
+            atomic_fetch_sub(&l->served, 1);
         close(c);
     }
     return NULL;

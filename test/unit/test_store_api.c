@@ -286,7 +286,8 @@ static void test_domain_list(void **state)
 static void on_resolve(const store_resolve_t *r, void *arg)
 {
     char *out = arg;
-    snprintf(out, 128, "%s|%d|%s|%.*s", r->project_slug, r->verified, r->state, (int)r->metadata_len, r->metadata);
+    snprintf(out, 128, "%.*s|%d|%.*s|%.*s", (int)r->project_slug_len, r->project_slug, r->verified, (int)r->state_len,
+             r->state, (int)r->metadata_len, r->metadata);
 }
 
 static void test_resolve(void **state)
@@ -298,6 +299,72 @@ static void test_resolve(void **state)
     assert_int_equal(store_domain_resolve(s, "r.example.com", on_resolve, out), STORE_OK);
     assert_string_equal(out, "a|0|pending_ownership|{ \"m\":[1, 2] }");
     assert_int_equal(store_domain_resolve(s, "none.example.com", on_resolve, out), STORE_NOTFOUND);
+}
+
+static int64_t count_active(store_t *s, const char *host)
+{
+    store_domain_t d;
+    int rc = store_domain_active(s, host, &d);
+    store_domain_clear(&d);
+    return rc == STORE_OK;
+}
+
+/* A batch keeps the units that succeeded and drops the one undone. */
+static void test_savepoints(void **state)
+{
+    store_t *s = ((struct fx *)*state)->s;
+    int64_t a = mkproject(s, "a", 5);
+    store_domain_t d1 = { .hostname = (char *)"s1.example.com", .project_id = a, .challenge = (char *)"c",
+                          .metadata = (char *)"{}", .created_at = 1 };
+    store_domain_t d2 = d1, d3 = d1, dup = d1;
+    d2.hostname = (char *)"s2.example.com";
+    d3.hostname = (char *)"s3.example.com";
+    assert_int_equal(store_begin(s), STORE_OK);
+    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_domain_insert(s, &d1), STORE_OK);
+    assert_int_equal(store_domain_savepoint_release(s), STORE_OK);
+    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_domain_insert(s, &d2), STORE_OK);
+    store_domain_savepoint_undo(s);
+    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_domain_insert(s, &dup), STORE_CONFLICT); /* the batch's own s1 */
+    store_domain_savepoint_undo(s);
+    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_domain_insert(s, &d3), STORE_OK);
+    assert_int_equal(store_domain_savepoint_release(s), STORE_OK);
+    assert_int_equal(store_commit(s), STORE_OK);
+    assert_true(count_active(s, "s1.example.com"));
+    assert_false(count_active(s, "s2.example.com"));
+    assert_true(count_active(s, "s3.example.com"));
+    int64_t n = 0;
+    assert_int_equal(store_domain_count_active(s, a, &n), STORE_OK);
+    assert_int_equal(n, 2); /* the trigger's count was undone with the row */
+}
+
+/* The pin changes no result: statements on the read-write handle see every
+ * commit while it is held; a commit drops it; a checkpoint then finishes. */
+static void test_pin(void **state)
+{
+    struct fx *f = *state;
+    store_t *s = f->s;
+    char *err = NULL;
+    int64_t a = mkproject(s, "a", 5);
+    mkdomain(s, "p1.example.com", a, "{}");
+    store_pin_t *p = store_domain_pin_new(s, f->path, &err);
+    assert_non_null(p);
+    store_domain_pin_hold(p);
+    assert_true(store_domain_pin_held(p));
+    store_domain_pin_hold(p); /* idempotent */
+    assert_true(count_active(s, "p1.example.com"));
+    mkdomain(s, "p2.example.com", a, "{}");
+    assert_false(store_domain_pin_held(p)); /* released by the commit */
+    store_domain_pin_hold(p);
+    assert_true(count_active(s, "p2.example.com"));
+    store_domain_pin_release(p);
+    assert_int_equal(store_checkpoint(s), STORE_OK);
+    store_domain_pin_hold(p);
+    store_domain_pin_free(p);
+    assert_int_equal(store_checkpoint(s), STORE_OK);
 }
 
 static void test_events(void **state)
@@ -433,6 +500,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_domain_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_and_usage, setup, teardown),
         cmocka_unit_test(test_domainobj),
