@@ -986,25 +986,11 @@ int api_body_raw_member(api_req_t *r, const char *key, const char **start, size_
     }
 }
 
-static int parse_i64(const char *s, int64_t *out)
-{
-    if (!s || !*s || strlen(s) > 18)
-        return -1;
-    int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 int api_page_limit(api_req_t *r, int dflt, int max, int *limit)
 {
     const char *l = api_query(r, "limit");
     int64_t v = dflt;
-    if (l && (parse_i64(l, &v) != 0 || v < 1 || v > max))
+    if (l && (util_parse_digits(l, &v) != 0 || v < 1 || v > max))
         return api_error(r, 400, "invalid", "limit must be an integer from 1 to %d", max), -1;
     *limit = (int)v;
     return 0;
@@ -1016,7 +1002,7 @@ int api_page(api_req_t *r, int dflt, int max, int *limit, int64_t *cursor)
     if (api_page_limit(r, dflt, max, limit) != 0)
         return -1;
     *cursor = 0;
-    if (c && *c && parse_i64(c, cursor) != 0)
+    if (c && *c && util_parse_digits(c, cursor) != 0)
         return api_error(r, 400, "invalid", "%s", "cursor is malformed; pass back nextCursor unchanged"), -1;
     return 0;
 }

@@ -59,17 +59,6 @@ static void pin(struct api_resolve *rv, int64_t now_us)
 
 /* ---- the request ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) into out; -1 on bad escapes, NUL or overflow. */
 static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
 {
@@ -77,8 +66,8 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (ch == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? util_hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? util_hexval((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return -1;
             ch = (char)(hi * 16 + lo);
