@@ -1,0 +1,1 @@
+"""benchlib: the pieces of bench/bench.py (see each module's docstring)."""

@@ -1,0 +1,371 @@
+"""control: scenarios 5 and 6 — Hee only, no peer does these.
+
+5  start-up time with N stored certificates (seeded straight into SQLite;
+   every row holds the same wildcard *.seed.test leaf, so serving any seeded
+   name works), against an empty store: it should not grow with N.
+6  API registration rate; /v1/edge/resolve requests/s and p99 with 1,000,000
+   stored domains; DNS verification probes/s against a local Knot; webhook
+   deliveries/s and change-to-delivery latency to a local receiver.
+"""
+
+import os
+import shutil
+import sqlite3
+import time
+
+from . import proc as P
+from .hee import SLUG, add_domains_parallel, open_store, project_id, seed_domains
+from .load import tls_get, wrk
+from .systems import PORTS, Hee, Knot
+from .util import Unavailable, log, median, percentile, read
+
+
+def _na(ctx, keys, reason):
+    for k, label, dec in keys:
+        ctx.results.na(k, label, "hee", reason, dec)
+
+
+def _guard(ctx, keys, fn):
+    """Runs fn(); a missing feature or a failure becomes n/a in keys."""
+    ctx.results.declare(keys)
+    if ctx.hee_missing:
+        _na(ctx, keys, ctx.hee_missing)
+        return
+    try:
+        fn()
+    except (Unavailable, RuntimeError, OSError, sqlite3.Error) as e:
+        log(f"  hee: {e}")
+        _na(ctx, keys, str(e).splitlines()[0][:200])
+
+
+def _fresh_store(ctx, tag):
+    """A data dir with the schema, the local CA and the bench project."""
+    h = Hee(ctx)
+    h.start(tag)
+    try:
+        h.api.setup_project()
+    finally:
+        h.stop()
+    return h.data_dir
+
+
+# ---- 5. start-up ---------------------------------------------------------------
+
+def startup(ctx):
+    n = ctx.p.startup_certs
+    keys = [("start_empty_ms", "5. Hee start-up to ready (API /readyz and TLS port), empty store, ms", 0),
+            ("start_full_ms", f"5. Hee start-up to ready with {n:,} stored certificates, ms", 0),
+            ("start_first_ms", "5. … then the first HTTPS request for a stored name, ms", 1),
+            ("start_rss_mb", f"5. Hee RSS right after start-up with {n:,} stored certificates, MB", 1)]
+    _guard(ctx, keys, lambda: _startup(ctx, keys, n))
+
+
+def _startup(ctx, keys, n):
+    R = ctx.results
+    empty = _fresh_store(ctx, "st-empty")
+    full = _fresh_store(ctx, "st-full")
+    db = open_store(full)
+    chain = read(os.path.join(ctx.certs, "wild.crt"))
+    key = read(os.path.join(ctx.certs, "wild.key")).encode()
+    t0 = time.monotonic()
+    seed_domains(db, project_id(db), [f"c{i}.seed.test" for i in range(n)], with_certs=(chain, key))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    size = sum(os.path.getsize(os.path.join(full, f)) for f in os.listdir(full)) / 1e6
+    log(f"  seeded {n:,} domains + certificates in {time.monotonic() - t0:.1f} s ({size:.0f} MB)")
+    ctx.results.note(f"Start-up store: {n:,} domains, each with a current certificate row (the same "
+                     f"wildcard ECDSA leaf), seeded into SQLite directly; {size:.0f} MB on disk.")
+    for run in range(1, ctx.p.runs + 1):
+        for variant, d in (("empty", empty), ("full", full)):
+            h = Hee(ctx, data_dir=d)
+            h.start(f"st-{variant}{run}")
+            try:
+                ms = (h.ready_at - h.spawned_at) * 1000
+                if variant == "empty":
+                    R.add(keys[0][0], keys[0][1], "hee", ms, 0)
+                    log(f"  run {run} empty store: ready in {ms:.0f} ms")
+                    continue
+                R.add(keys[1][0], keys[1][1], "hee", ms, 0)
+                rss = P.rss_kb(h.pid) / 1024
+                r = tls_get(h.port, f"c{(run * 7919) % n}.seed.test", timeout=30)
+                if r["code"] == 200:
+                    R.add(keys[2][0], keys[2][1], "hee", r["secs"] * 1000, 1)
+                else:
+                    R.na(keys[2][0], keys[2][1], "hee", f"stored name not served: {r['error'] or r['code']}", 1)
+                R.add(keys[3][0], keys[3][1], "hee", rss, 1)
+                log(f"  run {run} {n:,} certificates: ready in {ms:.0f} ms, RSS {rss:.1f} MB, first request "
+                    f"{r['code']} in {r['secs'] * 1000:.1f} ms")
+            finally:
+                h.stop()
+    shutil.rmtree(full, ignore_errors=True)
+
+
+# ---- 6a/6b. registration and resolve -----------------------------------------------
+
+RESOLVE_LUA = """-- random stored hostname per request
+local n = %d
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) %% 100000)
+request = function()
+  return wrk.format("GET", "/v1/edge/resolve?hostname=r" .. math.random(0, n - 1) .. ".res.test")
+end
+"""
+
+
+def resolve(ctx):
+    n, reg_n = ctx.p.resolve_domains, ctx.p.reg_n
+    d = ctx.p.duration
+    reg_keys = [("reg_per_s", f"6. API registration, {reg_n:,} domains one POST each over 4 keep-alive "
+                              f"connections: domains/s", 0)]
+    keys = [("resolve_rps", f"6. /v1/edge/resolve requests/s, {n:,} stored domains, random names (wrk -t1 -c16 "
+                            f"-d{d}s)", 0),
+            ("resolve_p99_ms", "6. /v1/edge/resolve p99 latency, ms", 2),
+            ("resolve_cpu_us", "6. Hee CPU per resolve request, µs", 1)]
+    _guard(ctx, reg_keys + keys, lambda: _resolve(ctx, reg_keys, keys, n, reg_n))
+
+
+def _resolve(ctx, reg_keys, keys, n, reg_n):
+    R = ctx.results
+    h = Hee(ctx)
+    h.start("res")
+    try:
+        h.api.setup_project()
+        for run in range(1, ctx.p.runs + 1):
+            names = [f"n{i}.reg{run}.test" for i in range(reg_n)]
+            secs, bad, err = add_domains_parallel(h.port_api, h.data_dir, names, parallel=4)
+            if bad:
+                raise Unavailable(f"registration failed for {bad} of {reg_n}: {err}")
+            R.add(reg_keys[0][0], reg_keys[0][1], "hee", reg_n / secs, 0)
+            log(f"  run {run}: registered {reg_n:,} in {secs:.1f} s = {reg_n / secs:,.0f}/s")
+    finally:
+        h.stop()
+    db = open_store(h.data_dir)
+    t0 = time.monotonic()
+    seed_domains(db, project_id(db), (f"r{i}.res.test" for i in range(n)))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    log(f"  seeded {n:,} domains in {time.monotonic() - t0:.1f} s")
+    h2 = Hee(ctx, data_dir=h.data_dir)
+    h2.start("res2")
+    try:
+        tok = h2.api.project_token()
+        h2.api.resolve(f"r{n // 2}.res.test", tok)
+        lua = os.path.join(ctx.tmp, "resolve.lua")
+        with open(lua, "w") as f:
+            f.write(RESOLVE_LUA % n)
+        auth = ("-H", f"Authorization: Bearer {tok}")
+        url = f"http://127.0.0.1:{PORTS['hee_api']}/"
+        wrk(ctx, url, 1, conns=16, extra=auth, script=lua)
+        for run in range(1, ctx.p.runs + 1):
+            c0 = P.cpu_seconds(h2.pid)
+            r = wrk(ctx, url, ctx.p.duration, conns=16, extra=auth, script=lua, save_as=f"r{run}-hee-resolve.txt")
+            c1 = P.cpu_seconds(h2.pid)
+            if r["errors"]:
+                ctx.results.note(f"resolve run {run}: {r['errors']} wrk errors/non-2xx answers")
+            R.add(keys[0][0], keys[0][1], "hee", r["rps"], 0)
+            R.add(keys[1][0], keys[1][1], "hee", r["p99_ms"], 2)
+            if r["requests"]:
+                R.add(keys[2][0], keys[2][1], "hee", (c1 - c0) * 1e6 / r["requests"], 1)
+            log(f"  run {run}: resolve {r['rps']:,.0f}/s p99 {r['p99_ms']:.2f} ms errors {r['errors']}")
+    finally:
+        h2.stop()
+        shutil.rmtree(h.data_dir, ignore_errors=True)
+
+
+# ---- 6c. probes -------------------------------------------------------------------
+
+def probes(ctx):
+    n = ctx.p.probe_n
+    keys = [("probe_per_s", f"6. DNS verification probes/s: {n:,} pending CNAME domains against a local Knot, "
+                            "from start-up until the last one verified", 0),
+            ("probe_all_s", "6. … time until the last verification, s", 1),
+            ("probe_ok", f"6. … verified (of {n:,}; the rest failed their probe and wait for the next one)", 0)]
+    _guard(ctx, keys, lambda: _probes(ctx, keys, n))
+
+
+def _probes(ctx, keys, n):
+    zone = "p.test"
+    recs = ["edge A 127.0.0.1"] + [f"h{i} CNAME edge.{zone}." for i in range(n)]
+    k = Knot(ctx, zone, recs).start("probe")
+    try:
+        kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
+        for run in range(1, ctx.p.runs + 1):
+            h = Hee(ctx, **kw)
+            h.start(f"probe{run}")
+            try:
+                h.api.setup_project(verification=["cname"])
+            finally:
+                h.stop()
+            db = open_store(h.data_dir)
+            pid = project_id(db)
+            seed_domains(db, pid, (f"h{i}.{zone}" for i in range(n)), verified=False)
+            db.close()
+            h = Hee(ctx, data_dir=h.data_dir, **kw)
+            h.start(f"probe{run}b")
+            try:
+                _probe_wait(ctx, keys, h, pid, n, run)
+            finally:
+                h.stop()
+                shutil.rmtree(h.data_dir, ignore_errors=True)
+    finally:
+        k.stop()
+
+
+def _probe_wait(ctx, keys, h, pid, n, run):
+    """Polls the store (read-only) until every domain is verified, or no
+    more get verified for 15 s; records the rate up to the last one."""
+    R = ctx.results
+    drops0 = udp_rcvbuf_errors()
+    ro = sqlite3.connect(f"file:{os.path.join(h.data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
+    try:
+        last, last_t = -1, time.monotonic()
+        end = time.monotonic() + ctx.p.probe_timeout
+        while time.monotonic() < end:
+            got = ro.execute("SELECT count(*) FROM domains WHERE project_id=? AND verified=1", (pid,)).fetchone()[0]
+            if got != last:
+                last, last_t = got, time.monotonic()
+            if got >= n or time.monotonic() - last_t > 15:
+                break
+            time.sleep(0.1)
+        if last < n:
+            rows = ro.execute("SELECT c.outcome, count(*) FROM domains d LEFT JOIN checks c ON c.id = "
+                              "(SELECT max(id) FROM checks WHERE domain_id = d.id) WHERE d.project_id=? AND "
+                              "d.verified=0 GROUP BY c.outcome", (pid,)).fetchall()
+            ctx.results.note(f"probes run {run}: {n - last:,} of {n:,} not verified; their last check: "
+                             + ", ".join(f"{o or 'none yet'} ×{c}" for o, c in rows))
+    finally:
+        ro.close()
+    drops = udp_rcvbuf_errors() - drops0
+    if drops > 0:
+        ctx.results.note(f"probes run {run}: {drops:,} UDP datagrams dropped for a full receive buffer on this "
+                         "host meanwhile (Knot runs 4 UDP workers to keep this low)")
+    if last <= 0:
+        raise Unavailable(f"no domain verified within {ctx.p.probe_timeout} s (probe scheduler missing?)")
+    secs = last_t - h.ready_at
+    R.add(keys[0][0], keys[0][1], "hee", last / secs, 0)
+    R.add(keys[1][0], keys[1][1], "hee", secs, 1)
+    R.add(keys[2][0], keys[2][1], "hee", last, 0)
+    log(f"  run {run}: {last:,}/{n:,} verified in {secs:.1f} s = {last / secs:,.0f} probes/s")
+
+
+def udp_rcvbuf_errors():
+    """Host-wide count of UDP datagrams dropped for a full socket buffer."""
+    rows = [line.split() for line in read("/proc/net/snmp").splitlines() if line.startswith("Udp:")]
+    try:
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (IndexError, ValueError):
+        return 0
+
+
+# ---- 6d. webhooks -----------------------------------------------------------------
+
+ENDPOINT_ROUTES = ("/v1/webhooks/endpoints", "/v1/webhook-endpoints", "/v1/webhooks")
+
+
+def webhooks(ctx):
+    m = ctx.p.hook_n
+    keys = [("hook_per_s", f"6. Webhook deliveries/s to a local receiver (all event types; {m:,} registrations as "
+                           "fast as the API takes them, 4 deliveries in flight per endpoint)", 0),
+            ("hook_count", f"6. … deliveries received for those {m:,} registrations", 0),
+            ("hook_p50_ms", "6. Change-to-delivery latency, registration request sent → its domain.created at the "
+                            "receiver: p50, ms", 1),
+            ("hook_p99_ms", "6. … p99, ms", 1),
+            ("hook_reg_per_s", "6. … the registration rate meanwhile, domains/s", 0),
+            ("hook_one_ms", "6. Change-to-delivery latency, one registration at a time (20, idle otherwise): "
+                            "median, ms", 1),
+            ("hook_one_max_ms", "6. … max of 20, ms", 1)]
+    _guard(ctx, keys, lambda: _webhooks(ctx, keys, m))
+
+
+def create_endpoint(api, url):
+    for route in ENDPOINT_ROUTES:
+        s, d, raw = api.request("POST", route, {"url": url, "projectSlug": SLUG})
+        if s in (404, 405):
+            continue
+        if s == 400 and b"projectSlug" in raw:
+            s, d, raw = api.request("POST", route, {"url": url}, {"X-Hee-Project": SLUG})
+        return api.expect(f"POST {route}", s, d, raw)
+    raise Unavailable("feature missing: webhook endpoint API (" + ", ".join(ENDPOINT_ROUTES) + " -> 404)")
+
+
+def _collect_deliveries(path, sent, timeout, quiet=3):
+    """Waits until every registered name's domain.created (or first event)
+    arrived and deliveries then stop for `quiet` s. Returns ({host: first arrival},
+    [arrival times of every delivery for these names])."""
+    end = time.monotonic() + timeout
+    last_n, quiet_since = -1, time.monotonic()
+    while True:
+        created, anyfirst, times = {}, {}, []
+        for line in read(path).splitlines():
+            t, typ, host = (line.split("\t") + ["", ""])[:3]
+            if host not in sent:
+                continue
+            t = float(t)
+            times.append(t)
+            anyfirst[host] = min(anyfirst.get(host, t), t)
+            if typ == "domain.created":
+                created[host] = min(created.get(host, t), t)
+        first = {h: created.get(h, t) for h, t in anyfirst.items()}
+        now = time.monotonic()
+        if len(times) != last_n:
+            last_n, quiet_since = len(times), now
+        if (len(first) >= len(sent) and now - quiet_since >= quiet) or now > end:
+            return first, times
+        time.sleep(0.2)
+
+
+def _one_at_a_time(h, out, run, n):
+    """Registers n names one by one once the burst has drained, each after
+    the previous one's domain.created arrived; returns the latencies in ms."""
+    lat = []
+    for i in range(n):
+        name = f"s{i}.hook{run}.test"
+        t = time.time()
+        h.api.add_domain(name)
+        first, _ = _collect_deliveries(out, {name: t}, 10, quiet=0)
+        if name in first:
+            lat.append((first[name] - t) * 1000)
+    return lat
+
+
+def _webhooks(ctx, keys, m):
+    R = ctx.results
+    for run in range(1, ctx.p.runs + 1):
+        out = os.path.join(ctx.tmp, f"hooks-{run}.tsv")
+        recv = ctx.procs.start("receiver", ["/usr/bin/python3", os.path.join(ctx.home, "tools", "hook_receiver.py"),
+                                            "--port", str(PORTS["receiver"]), "--out", out],
+                               os.path.join(ctx.tmp, f"receiver-{run}.log"))
+        h = Hee(ctx)
+        try:
+            if not P.wait_port(PORTS["receiver"], 10, recv):
+                raise RuntimeError("webhook receiver did not start")
+            h.start(f"hook{run}")
+            h.api.setup_project()
+            create_endpoint(h.api, f"http://127.0.0.1:{PORTS['receiver']}/hook")
+            sent = {}
+            names = [f"w{i}.hook{run}.test" for i in range(m)]
+            secs, bad, err = add_domains_parallel(h.port_api, h.data_dir, names, parallel=4,
+                                                  on_done=lambda n, t: sent.__setitem__(n, t))
+            if bad:
+                raise Unavailable(f"registration failed for {bad}: {err}")
+            first, times = _collect_deliveries(out, sent, ctx.p.hook_timeout)
+            if len(first) < m:
+                raise Unavailable(f"only {len(first)} of {m} domain.created deliveries arrived in "
+                                  f"{ctx.p.hook_timeout} s")
+            lat = [(first[n] - sent[n]) * 1000 for n in names]
+            span = max(times) - min(sent.values())
+            add = {k: (label, dec) for k, label, dec in keys}
+            for k, v in (("hook_per_s", len(times) / span), ("hook_count", len(times)), ("hook_p50_ms", median(lat)),
+                         ("hook_p99_ms", percentile(lat, 99)), ("hook_reg_per_s", m / secs)):
+                R.add(k, add[k][0], "hee", v, add[k][1])
+            log(f"  run {run}: {len(times)} deliveries in {span:.1f} s = {len(times) / span:,.0f}/s; domain.created "
+                f"latency p50 {median(lat):.1f} ms p99 {percentile(lat, 99):.1f} ms; registration {m / secs:,.0f}/s")
+            one = _one_at_a_time(h, out, run, 20)
+            if one:
+                R.add("hook_one_ms", add["hook_one_ms"][0], "hee", median(one), 1)
+                R.add("hook_one_max_ms", add["hook_one_max_ms"][0], "hee", max(one), 1)
+                log(f"  run {run}: one at a time: median {median(one):.1f} ms, max {max(one):.1f} ms")
+        finally:
+            h.stop()
+            ctx.procs.stop(recv)
+
+
