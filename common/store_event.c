@@ -6,35 +6,6 @@
 
 #include "common/util.h"
 
-/* util_random_id()'s alphabet and length from one RAND_bytes call instead of
- * one per character (a registration spent a fifth of its time in those; the
- * fix belongs in common/util.c, which is not this module's to change). */
-static char *random_id(const char *prefix, size_t nbytes)
-{
-    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    size_t nchars = (nbytes * 8 * 100 + 594) / 595, plen = strlen(prefix);
-    unsigned char rnd[64];
-    size_t used = sizeof(rnd);
-    char *out = malloc(plen + nchars + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, prefix, plen);
-    for (size_t i = 0; i < nchars;) {
-        if (used == sizeof(rnd)) {
-            if (util_random(rnd, sizeof(rnd)) != 0) {
-                free(out);
-                return NULL;
-            }
-            used = 0;
-        }
-        unsigned char b = rnd[used++];
-        if (b < 248) /* 4 x 62: every character equally likely */
-            out[plen + i++] = alphabet[b % 62];
-    }
-    out[plen + nchars] = '\0';
-    return out;
-}
-
 static int next_sequence(store_t *s, int64_t domain_id, int64_t *seq)
 {
     sqlite3_stmt *st = store_stmt(s, "UPDATE domains SET sequence = sequence + 1 WHERE id = ? RETURNING sequence");
@@ -126,7 +97,7 @@ int store_event_emit(store_t *s, int64_t project_id, int64_t domain_id, const ch
     if (domain_id > 0 && (rc = next_sequence(s, domain_id, &seq)) != STORE_OK)
         goto out;
     rc = STORE_ERR;
-    if (!(id = random_id("evt_", 16)) || !(payload = envelope(id, type, now, seq, data_json)))
+    if (!(id = util_random_id("evt_", 16)) || !(payload = envelope(id, type, now, seq, data_json)))
         goto out;
     if ((rc = insert_event(s, id, project_id, domain_id, type, seq, now, payload, &rowid)) != STORE_OK)
         goto out;

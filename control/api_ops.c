@@ -17,35 +17,6 @@
 #include "common/store_usage.h"
 #include "common/util.h"
 
-/* util_random_id()'s alphabet and length from one RAND_bytes call instead of
- * one per character (a registration spent a fifth of its time in those; the
- * fix belongs in common/util.c, which is not this module's to change). */
-static char *random_id(const char *prefix, size_t nbytes)
-{
-    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    size_t nchars = (nbytes * 8 * 100 + 594) / 595, plen = strlen(prefix);
-    unsigned char rnd[64];
-    size_t used = sizeof(rnd);
-    char *out = malloc(plen + nchars + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, prefix, plen);
-    for (size_t i = 0; i < nchars;) {
-        if (used == sizeof(rnd)) {
-            if (util_random(rnd, sizeof(rnd)) != 0) {
-                free(out);
-                return NULL;
-            }
-            used = 0;
-        }
-        unsigned char b = rnd[used++];
-        if (b < 248) /* 4 x 62: every character equally likely */
-            out[plen + i++] = alphabet[b % 62];
-    }
-    out[plen + nchars] = '\0';
-    return out;
-}
-
 static const struct {
     const char *name;
     unsigned bit;
@@ -509,7 +480,7 @@ int api_ops_domain_register_tx(const api_ops_t *o, int64_t project_id, const cha
         metadata_len = 2;
     }
     char *meta = util_strndup(metadata, metadata_len);
-    char *challenge = random_id("", 24);
+    char *challenge = util_random_id("", 24);
     int rc = -1;
     if (!meta || !challenge) {
         internal(e, "out of memory");
@@ -587,7 +558,7 @@ int api_ops_domain_rebind(const api_ops_t *o, const store_domain_t *d, const sto
     if (api_ops_check_metadata(metadata, metadata_len, e) != 0)
         return -1;
     char *meta = util_strndup(metadata, metadata_len);
-    char *challenge = random_id("", 24);
+    char *challenge = util_random_id("", 24);
     int64_t now = util_now_ms(), active = 0;
     int rc = -1;
     if (!meta || !challenge) {
