@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 
+from .systems import UPSTREAM
 from .util import Unavailable, read, wait_until
 
 SLUG = "bench"
@@ -91,8 +92,8 @@ class HeeApi:
         raise Unavailable(f"{what} failed: {status} {msg}")
 
     # ---- resources -------------------------------------------------------------
-    def setup_project(self, slug=SLUG, upstream="http://127.0.0.1:18080", verification="registration"):
-        body = {"slug": slug, "upstream": upstream, "maxDomains": 1000000000,
+    def setup_project(self, slug=SLUG, upstream=None, verification="registration"):
+        body = {"slug": slug, "upstream": upstream or "http://" + UPSTREAM, "maxDomains": 1000000000,
                 "settings": {"verification": verification}}
         s, d, raw = self.request("POST", "/v1/projects", body)
         if s == 409:

@@ -19,11 +19,14 @@ import urllib.request
 from . import proc as P
 from .util import Unavailable, mkdir, render
 
-PORTS = {
+# HEE_BENCH_PORT_OFFSET shifts every port, so that two harness runs (say, a
+# developer's scenario and the suite's selftest) can share one machine.
+_PORT_OFFSET = int(os.environ.get("HEE_BENCH_PORT_OFFSET", "0"))
+PORTS = {k: v + _PORT_OFFSET for k, v in {
     "upstream": 18080, "nginx": 8443, "haproxy": 8444, "caddy": 8445, "caddy_od": 8446,
     "hee": 8447, "hee_http": 18082, "hee_api": 19080, "caddy_admin": 2019, "caddy_http": 18081,
     "pebble": 14000, "pebble_mgmt": 15000, "dns": 15353, "receiver": 18090,
-}
+}.items()}
 UPSTREAM = f"127.0.0.1:{PORTS['upstream']}"
 ASK_URL = f"http://{UPSTREAM}/ask"
 
