@@ -128,6 +128,7 @@ struct acme_order {
     char *chall_url, *chall_token;
     int published;
     EVP_PKEY *cert_key;
+    keypool_waiter_t keywait; /* finalize waits for a key from c->keys */
     char *cert_pem;
     pki_cert_info_t info;
     char *ari_id;
@@ -149,6 +150,7 @@ struct acme_client {
     acme_hooks_t hooks;
     int badnonce_retries, poll_first_ms, poll_max_ms, poll_total_ms, order_timeout_ms, request_timeout_ms;
     int max_orders, allow_http;
+    keypool_t *keys;
     /* directory */
     char *u_nonce, *u_account, *u_order, *u_ari;
     int eab_required;
@@ -613,6 +615,7 @@ static void order_detach(acme_order_t *o)
 
 static void order_free(acme_order_t *o)
 {
+    keypool_cancel(o->c->keys, &o->keywait);
     req_fini(&o->req);
     if (o->timer)
         event_free(o->timer);
@@ -844,10 +847,26 @@ static void step_start(acme_order_t *o)
         client_prepare(c);
 }
 
+static void resume_finalize(void *arg);
+
+/* The certificate key: kept across finalize retries; RSA comes from the
+ * key pool, so the order parks (no loop stall) until one is ready. */
+static int have_cert_key(acme_order_t *o)
+{
+    if (o->cert_key)
+        return 1;
+    acme_client_t *c = o->c;
+    o->cert_key = c->keys ? keypool_take(c->keys, o->key_type) : pki_key_new(o->key_type);
+    if (o->cert_key || !c->keys || o->key_type != PKI_KEY_RSA_2048)
+        return 1;
+    keypool_wait(c->keys, &o->keywait, resume_finalize, o);
+    return 0;
+}
+
 static void step_finalize(acme_order_t *o)
 {
-    EVP_PKEY_free(o->cert_key);
-    o->cert_key = pki_key_new(o->key_type);
+    if (!have_cert_key(o))
+        return;
     unsigned char *der = NULL;
     size_t len = 0;
     char *csr = NULL, *payload = NULL;
@@ -865,6 +884,11 @@ static void step_finalize(acme_order_t *o)
         return;
     }
     step_send(o, ST_FINALIZE, o->finalize_url, payload, NULL);
+}
+
+static void resume_finalize(void *arg)
+{
+    step_finalize(arg);
 }
 
 static void start_authz(acme_order_t *o)
@@ -1472,6 +1496,7 @@ acme_client_t *acme_client_new(struct event_base *base, curlev_t *cv, const acme
     c->request_timeout_ms = pick(cfg->request_timeout_ms, 30000);
     c->max_orders = pick(cfg->max_orders, 16);
     c->allow_http = cfg->allow_http;
+    c->keys = cfg->keys;
     if (!c->dir_url || (cfg->ca_file && !c->ca_file) || (cfg->contact_email && !c->contact) ||
         (cfg->eab_kid && (!c->eab_kid || !c->eab_hmac)) || parse_challenges(c, cfg->challenges) != 0 ||
         req_init(&c->creq, c, client_on_resp, c) != 0)

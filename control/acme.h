@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "common/curlev.h"
+#include "control/keypool.h"
 #include "control/pki.h"
 
 typedef struct acme_client acme_client_t;
@@ -72,6 +73,7 @@ typedef struct {
     int request_timeout_ms; /* one HTTP exchange [30000] */
     int max_orders;         /* orders running at once; more wait in line [16] */
     int allow_http;         /* accept http:// URLs (tests with fake servers only) */
+    keypool_t *keys;        /* certificate keys made off the loop (borrowed); NULL: inline */
 } acme_config_t;
 
 typedef struct {

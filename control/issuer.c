@@ -56,6 +56,7 @@
 #include "common/util.h"
 #include "control/acme.h"
 #include "control/ctl.h"
+#include "control/keypool.h"
 #include "control/localca.h"
 #include "control/pki.h"
 #include "control/subsys.h"
@@ -70,6 +71,7 @@
 #define TICK_START_MS 2000
 #define TICK_MIN_MS 1000
 #define TICK_MAX_MS 60000
+#define KEYPOOL_STOCK 4                 /* RSA keys kept ready (~0.5 s of generation each) */
 #define HOUR_BUCKETS 60                 /* orders started per minute, for the hourly cap */
 #define FAR_FUTURE_MS ((int64_t)1 << 62)
 #define WEEK_MS ((int64_t)7 * 86400 * 1000)
@@ -98,12 +100,14 @@ struct job {
     int dirs_tried;
     acme_order_t *order;
     struct event *timer; /* internal CA run, retry delay */
+    keypool_waiter_t keywait; /* internal CA run waiting for an RSA key */
     int64_t t0;          /* mono ms when wanted */
 };
 
 struct issuer {
     struct control *c;
     keyseal_t *seal;
+    keypool_t *keys;     /* RSA keys made off the loop, for both issuers */
     localca_t *ca;
     struct acme_dir dirs[DIR_MAX];
     int ndirs;
@@ -217,6 +221,7 @@ static void job_free(struct job *j)
         }
     }
     queue_remove(iss, j);
+    keypool_cancel(iss->keys, &j->keywait);
     if (j->order) {
         acme_order_cancel(j->order);
         iss->running--;
@@ -580,9 +585,17 @@ static void run_internal(struct job *j)
         job_fail(iss, j, ACME_TRANSIENT, PROBLEM_LOCALCA, "the local CA is not loaded", 0);
         return;
     }
+    pki_key_type_t kt = key_type(iss);
+    EVP_PKEY *pkey = keypool_take(iss->keys, kt);
+    if (!pkey && kt == PKI_KEY_RSA_2048) {
+        keypool_wait(iss->keys, &j->keywait, resume_internal, j);
+        return;
+    }
     int days = (int)((cfg(iss)->internal_validity_s + 86399) / 86400);
     char *chain = NULL, *key = NULL;
-    if (localca_issue(iss->ca, j->host, key_type(iss), days, &chain, &key) != 0) {
+    int rc = pkey ? localca_issue(iss->ca, j->host, pkey, kt, days, &chain, &key) : -1;
+    EVP_PKEY_free(pkey);
+    if (rc != 0) {
         job_fail(iss, j, ACME_TRANSIENT, PROBLEM_LOCALCA, "the local CA could not issue", 0);
         return;
     }
@@ -1029,6 +1042,7 @@ static int dirs_build(struct issuer *iss, const config_t *cf, struct acme_dir *d
             .challenges = nz(cf->acme_challenges),
             .hooks = { h_load_account, h_save_account, h_publish, h_unpublish, iss },
             .max_orders = cf->acme_max_concurrent,
+            .keys = iss->keys,
         };
         memset(d, 0, sizeof(*d));
         d->url = strdup(u);
@@ -1140,6 +1154,10 @@ struct issuer *issuer_new(struct control *c, char **err)
         *err = strdup("cannot create the renewal timer");
         goto fail;
     }
+    if (!(iss->keys = keypool_new(c->base, KEYPOOL_STOCK))) {
+        *err = strdup("cannot create the key pool");
+        goto fail;
+    }
     if (setup(iss, err) != 0)
         goto fail;
     schedule_tick(iss, TICK_START_MS);
@@ -1156,6 +1174,7 @@ static void requeue_all(struct issuer *iss, struct job **list)
     for (int b = 0; b < JOB_BUCKETS; b++) {
         for (struct job *j = iss->jobs[b]; j; j = j->hnext) {
             queue_remove(iss, j);
+            keypool_cancel(iss->keys, &j->keywait);
             if (j->order) {
                 acme_order_cancel(j->order);
                 j->order = NULL;
@@ -1215,6 +1234,7 @@ void issuer_free(struct issuer *iss)
     if (iss->tick)
         event_free(iss->tick);
     localca_free(iss->ca);
+    keypool_free(iss->keys);
     keyseal_free(iss->seal);
     free(iss->acme_sig);
     free(iss);

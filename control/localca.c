@@ -141,8 +141,8 @@ fail:
     return NULL;
 }
 
-int localca_issue(localca_t *ca, const char *hostname, pki_key_type_t key_type, int validity_days,
-                  char **cert_chain_pem, char **key_pem)
+int localca_issue(localca_t *ca, const char *hostname, EVP_PKEY *given, pki_key_type_t key_type,
+                  int validity_days, char **cert_chain_pem, char **key_pem)
 {
     *cert_chain_pem = *key_pem = NULL;
     if (!ca || !pki_hostname_valid(hostname))
@@ -150,7 +150,9 @@ int localca_issue(localca_t *ca, const char *hostname, pki_key_type_t key_type, 
     if (validity_days <= 0)
         validity_days = LOCALCA_DEFAULT_DAYS;
     int rc = -1;
-    EVP_PKEY *key = pki_key_new(key_type);
+    EVP_PKEY *key = given;
+    if (!key)
+        key = pki_key_new(key_type);
     X509 *leaf = key ? leaf_new(ca, hostname, key, key_type, validity_days) : NULL;
     if (!leaf)
         goto out;
@@ -174,6 +176,7 @@ out:
         log_warn("localca.issue_failed", "host=%s", hostname);
     }
     X509_free(leaf);
-    EVP_PKEY_free(key);
+    if (key != given)
+        EVP_PKEY_free(key);
     return rc;
 }

@@ -30,11 +30,12 @@ void localca_free(localca_t *ca);
  * nothing (RFC 8446 §4.4.2 lets a server omit the trust anchor).
  * Cost: ~1 ms for P-256; RSA 2048 key generation can take 50-500 ms.
  *
- * Issues a leaf for hostname: fresh key of key_type, serverAuth EKU, SAN
+ * Issues a leaf for hostname: key (borrowed; NULL: a fresh key of key_type
+ * made here — callers on an event loop pass RSA keys from keypool), serverAuth EKU, SAN
  * dNSName, random 128-bit serial, SKI/AKI, notBefore one hour ago (clock
  * skew), notAfter after validity_days (<= 0: LOCALCA_DEFAULT_DAYS), never past
  * the root's own notAfter. 0 or -1 (bad hostname, crypto failure). */
-int localca_issue(localca_t *ca, const char *hostname, pki_key_type_t key_type, int validity_days,
-                  char **cert_chain_pem, char **key_pem);
+int localca_issue(localca_t *ca, const char *hostname, EVP_PKEY *key, pki_key_type_t key_type,
+                  int validity_days, char **cert_chain_pem, char **key_pem);
 
 #endif

@@ -93,7 +93,7 @@ static void test_issue_verifies(void **state)
     pki_key_type_t types[] = { PKI_KEY_EC_P256, PKI_KEY_RSA_2048 };
     for (size_t i = 0; i < 2; i++) {
         char *chain = NULL, *key = NULL;
-        assert_int_equal(localca_issue(ca, "shop.customer.example", types[i], 0, &chain, &key), 0);
+        assert_int_equal(localca_issue(ca, "shop.customer.example", NULL, types[i], 0, &chain, &key), 0);
         assert_int_equal(verify(localca_cert(ca), chain, "shop.customer.example"), X509_V_OK);
         assert_int_equal(verify(localca_cert(ca), chain, "other.example"), X509_V_ERR_HOSTNAME_MISMATCH);
 
@@ -134,8 +134,8 @@ static void test_issue_options_and_errors(void **state)
 {
     localca_t *ca = localca_create();
     char *chain = NULL, *key = NULL, *chain2 = NULL, *key2 = NULL;
-    assert_int_equal(localca_issue(ca, "a.test", PKI_KEY_EC_P256, 7, &chain, &key), 0);
-    assert_int_equal(localca_issue(ca, "a.test", PKI_KEY_EC_P256, 7, &chain2, &key2), 0);
+    assert_int_equal(localca_issue(ca, "a.test", NULL, PKI_KEY_EC_P256, 7, &chain, &key), 0);
+    assert_int_equal(localca_issue(ca, "a.test", NULL, PKI_KEY_EC_P256, 7, &chain2, &key2), 0);
     pki_cert_info_t a, b;
     assert_int_equal(pki_chain_info(chain, &a), 0);
     assert_int_equal(pki_chain_info(chain2, &b), 0);
@@ -148,7 +148,7 @@ static void test_issue_options_and_errors(void **state)
     pki_free_secret(key2);
 
     /* Never past the root's own end. */
-    assert_int_equal(localca_issue(ca, "long.test", PKI_KEY_EC_P256, 20 * 365, &chain, &key), 0);
+    assert_int_equal(localca_issue(ca, "long.test", NULL, PKI_KEY_EC_P256, 20 * 365, &chain, &key), 0);
     pki_cert_info_t root, leaf;
     assert_int_equal(pki_chain_info(localca_cert_pem(ca), &root), 0);
     assert_int_equal(pki_chain_info(chain, &leaf), 0);
@@ -156,11 +156,11 @@ static void test_issue_options_and_errors(void **state)
     free(chain);
     pki_free_secret(key);
 
-    assert_int_equal(localca_issue(ca, "bad name", PKI_KEY_EC_P256, 0, &chain, &key), -1);
+    assert_int_equal(localca_issue(ca, "bad name", NULL, PKI_KEY_EC_P256, 0, &chain, &key), -1);
     assert_null(chain);
     assert_null(key);
-    assert_int_equal(localca_issue(NULL, "a.test", PKI_KEY_EC_P256, 0, &chain, &key), -1);
-    assert_int_equal(localca_issue(ca, NULL, PKI_KEY_EC_P256, 0, &chain, &key), -1);
+    assert_int_equal(localca_issue(NULL, "a.test", NULL, PKI_KEY_EC_P256, 0, &chain, &key), -1);
+    assert_int_equal(localca_issue(ca, NULL, NULL, PKI_KEY_EC_P256, 0, &chain, &key), -1);
     localca_free(ca);
 }
 
@@ -169,7 +169,7 @@ static void test_issue_many_distinct_roots(void **state)
     /* A leaf from one local CA never verifies against another. */
     localca_t *a = localca_create(), *b = localca_create();
     char *chain = NULL, *key = NULL;
-    assert_int_equal(localca_issue(a, "x.test", PKI_KEY_EC_P256, 0, &chain, &key), 0);
+    assert_int_equal(localca_issue(a, "x.test", NULL, PKI_KEY_EC_P256, 0, &chain, &key), 0);
     assert_int_not_equal(verify(localca_cert(b), chain, "x.test"), X509_V_OK);
     free(chain);
     pki_free_secret(key);
