@@ -71,6 +71,7 @@
 #define TICK_START_MS 2000
 #define TICK_MIN_MS 1000
 #define TICK_MAX_MS 60000
+#define ARI_POLL_MS (6LL * 3600 * 1000)  /* RFC 9773: ask again this late at most without Retry-After */
 #define KEYPOOL_STOCK 4                 /* RSA keys kept ready (~0.5 s of generation each) */
 #define HOUR_BUCKETS 60                 /* orders started per minute, for the hourly cap */
 #define FAR_FUTURE_MS ((int64_t)1 << 62)
@@ -104,6 +105,14 @@ struct job {
     int64_t t0;          /* mono ms when wanted */
 };
 
+/* A renewalInfo request in flight for a certificate that came due. */
+struct aricheck {
+    struct aricheck *next;
+    struct issuer *iss;
+    int64_t cert_id, not_before, not_after;
+    char host[HOSTNAME_MAX];
+};
+
 struct issuer {
     struct control *c;
     keyseal_t *seal;
@@ -115,6 +124,8 @@ struct issuer {
     struct job *jobs[JOB_BUCKETS];
     struct job *q_head, *q_tail;
     unsigned njobs, queued, running, renewals;
+    struct aricheck *aris; /* owned; their requests belong to dirs' clients */
+    unsigned naris;
     struct event *tick;
     int64_t tick_at;     /* mono ms the tick is set for (0: not set) */
     int64_t hour_minute[HOUR_BUCKETS];
@@ -166,6 +177,32 @@ int64_t issuer_renew_at(int64_t not_before, int64_t not_after, int64_t ari_start
         return not_after;
     int64_t jitter = (int64_t)((double)(life / 15) * rnd) - life / 30; /* ± life/30 */
     return not_before + life * 2 / 3 + jitter;
+}
+
+int issuer_ari_decide(int64_t now, int64_t not_before, int64_t not_after, const issuer_ari_answer_t *a,
+                      double rnd, int64_t *next)
+{
+    int64_t life = not_after - not_before;
+    if (a && a->ok && a->end > a->start && a->start > 0) {
+        if (now >= a->start)
+            return 1;
+        int64_t poll = a->retry_after_s > 0 ? (int64_t)a->retry_after_s * 1000 : ARI_POLL_MS;
+        if (poll < 60000)
+            poll = 60000; /* a CA asking for a storm gets a minute */
+        if (poll > 24LL * 3600 * 1000)
+            poll = 24LL * 3600 * 1000;
+        int64_t pick = a->start + (int64_t)((double)(a->end - a->start) * rnd);
+        *next = pick < now + poll ? pick : now + poll;
+        return 0;
+    }
+    /* No window (the CA has no ARI, or asking failed): the lifetime rule,
+     * from the earliest point its jitter could have chosen. */
+    int64_t due = life > 0 ? not_before + life * 2 / 3 - life / 30 : not_after;
+    if (now >= due)
+        return 1;
+    int64_t retry = now + ARI_POLL_MS / 6;
+    *next = due < retry ? due : retry;
+    return 0;
 }
 
 static double random_unit(void)
@@ -451,6 +488,8 @@ static int build_cert(struct issuer *iss, struct job *j, const outcome_t *o, sto
     cert->not_before = info.not_before_ms;
     cert->not_after = info.not_after_ms;
     cert->renew_at = issuer_renew_at(info.not_before_ms, info.not_after_ms, o->ari_start, o->ari_end, random_unit());
+    if (o->ari_end > o->ari_start && o->ari_start > 0 && cert->renew_at > util_now_ms() + ARI_POLL_MS)
+        cert->renew_at = util_now_ms() + ARI_POLL_MS; /* poll the window, it may move (RFC 9773 §4.3) */
     cert->issuer_name = strdup(info.issuer_cn);
     cert->serial = strdup(info.serial_hex);
     if (!cert->issuer_name || !cert->serial)
@@ -844,6 +883,84 @@ static void expired(struct issuer *iss, const store_cert_due_t *row)
 }
 
 /* 1 when the batch should stop (renewal slots or the hourly budget are used). */
+/* ---- RFC 9773 renewal information ----------------------------------------
+ * A due ACME certificate first asks its CA for the suggested window: the
+ * CA may have moved it (mass revocation) or may want it left alone. The
+ * answer either starts the renewal or moves renew_at to the next look. */
+
+static void ari_unlink(struct issuer *iss, struct aricheck *a)
+{
+    for (struct aricheck **p = &iss->aris; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            iss->naris--;
+            return;
+        }
+    }
+}
+
+/* Before the clients go: their requests are freed without callbacks. The
+ * claimed rows come due again when their lease runs out. */
+static void ari_drop_all(struct issuer *iss)
+{
+    while (iss->aris) {
+        struct aricheck *a = iss->aris;
+        iss->aris = a->next;
+        free(a);
+    }
+    iss->naris = 0;
+}
+
+static void on_ari(const acme_ari_t *ari, void *arg)
+{
+    struct aricheck *a = arg;
+    struct issuer *iss = a->iss;
+    ari_unlink(iss, a);
+    issuer_ari_answer_t ans = { ari->status == ACME_OK, ari->start_ms, ari->end_ms, ari->retry_after_s };
+    int64_t next = 0, now = util_now_ms();
+    if (issuer_ari_decide(now, a->not_before, a->not_after, &ans, random_unit(), &next)) {
+        if (!job_find(iss, a->host) && job_start(iss, a->host, 1, a->cert_id) != 0)
+            log_warn("issuer.renew_start_failed", "host=%s note=retry_after_lease", a->host);
+    } else if (store_cert_set_renew_at(iss->c->store, a->cert_id, next) == STORE_OK) {
+        char at[32];
+        log_info("issuer.renewal_deferred", "host=%s ari=%s next_look=%s", a->host,
+                 ans.ok ? "window_not_open" : "none", util_iso8601(next, at, sizeof(at)));
+    }
+    free(a);
+}
+
+/* 0: a renewalInfo request is on its way; -1: renew by the lifetime rule. */
+static int ari_start(struct issuer *iss, const store_cert_due_t *row)
+{
+    store_cert_t cur;
+    if (store_cert_current(iss->c->store, row->hostname, &cur) != STORE_OK)
+        return -1;
+    int rc = -1;
+    struct acme_dir *d = NULL;
+    for (int i = 0; i < iss->ndirs && cur.id == row->id && cur.issuer && !d; i++)
+        if (iss->dirs[i].client && strcmp(cur.issuer, iss->dirs[i].url) == 0)
+            d = &iss->dirs[i]; /* certificates of a CA no longer configured renew by lifetime */
+    struct aricheck *a = d ? calloc(1, sizeof(*a)) : NULL;
+    if (!a)
+        goto out;
+    a->iss = iss;
+    a->cert_id = row->id;
+    a->not_before = cur.not_before;
+    a->not_after = cur.not_after;
+    snprintf(a->host, sizeof(a->host), "%s", row->hostname);
+    a->next = iss->aris;
+    iss->aris = a;
+    iss->naris++;
+    rc = acme_renewal_info(d->client, cur.chain_pem, on_ari, a);
+    if (rc != 0) {
+        ari_unlink(iss, a);
+        free(a);
+    }
+out:
+    store_cert_clear(&cur);
+    return rc;
+}
+
 static int renew_one(struct issuer *iss, const store_cert_due_t *row)
 {
     store_t *s = iss->c->store;
@@ -871,12 +988,14 @@ static int renew_one(struct issuer *iss, const store_cert_due_t *row)
         return 0;
     }
     unsigned slots = (unsigned)cfg(iss)->acme_max_concurrent / 2;
-    if (iss->renewals >= (slots ? slots : 1))
+    if (iss->renewals + iss->naris >= (slots ? slots : 1))
         return 1;
     if (acme_mode(iss) && over_limits(iss, row->hostname, 1))
         return 1;
     if (store_cert_set_renew_at(s, row->id, now + RENEW_LEASE_MS) != STORE_OK)
         return 1;
+    if (acme_mode(iss) && ari_start(iss, row) == 0)
+        return 0; /* on_ari decides */
     return job_start(iss, row->hostname, 1, row->id) == 0 ? 0 : 1;
 }
 
@@ -1122,6 +1241,7 @@ static int setup(struct issuer *iss, char **err)
         free(sig);
         return -1;
     }
+    ari_drop_all(iss);
     dirs_free(iss->dirs, &iss->ndirs);
     memcpy(iss->dirs, dirs, sizeof(dirs));
     iss->ndirs = n;
@@ -1223,6 +1343,7 @@ void issuer_stop(struct issuer *iss)
             job_free(iss->jobs[b]);
     if (iss->tick)
         evtimer_del(iss->tick);
+    ari_drop_all(iss);
     dirs_free(iss->dirs, &iss->ndirs);
 }
 

@@ -51,4 +51,17 @@ int64_t issuer_backoff_ms(int base_s, int max_s, int failures);
  * else two thirds into the lifetime ± 1/30 of it. rnd in [0, 1). */
 int64_t issuer_renew_at(int64_t not_before, int64_t not_after, int64_t ari_start, int64_t ari_end, double rnd);
 
+/* What the CA's renewalInfo said (RFC 9773); ok = 0 when it has none or
+ * the request failed. */
+typedef struct {
+    int ok;
+    int64_t start, end; /* suggested window, ms */
+    int retry_after_s;  /* when to ask again; 0: not said */
+} issuer_ari_answer_t;
+/* A certificate came due: 1 = renew now (the window has opened, or without
+ * a window the lifetime rule says so); 0 = *next is when to look again —
+ * the random point in the window or the next poll, whichever is first. */
+int issuer_ari_decide(int64_t now, int64_t not_before, int64_t not_after, const issuer_ari_answer_t *a,
+                      double rnd, int64_t *next);
+
 #endif

@@ -311,6 +311,37 @@ static void test_renew_at_math(void **state)
     assert_int_equal(issuer_renew_at(nb, na, nb + 9000, nb + 5000, 0.5), mid); /* bad window ignored */
 }
 
+/* RFC 9773 polling: a due certificate renews once the CA's window opens,
+ * otherwise it looks again at the window's random point or the next poll. */
+static void test_ari_decide(void **state)
+{
+    (void)state;
+    const int64_t H = 3600 * 1000;
+    int64_t nb = 0, na = 90 * 24 * H, now = 10 * 24 * H, next = -1;
+    issuer_ari_answer_t far = { 1, 60 * 24 * H, 62 * 24 * H, 0 };
+    assert_int_equal(issuer_ari_decide(now, nb, na, &far, 0.5, &next), 0);
+    assert_true(next == now + 6 * H); /* next poll, without Retry-After */
+    far.retry_after_s = 3600;
+    assert_int_equal(issuer_ari_decide(now, nb, na, &far, 0.5, &next), 0);
+    assert_true(next == now + H); /* the CA's Retry-After */
+    far.retry_after_s = 1;
+    assert_int_equal(issuer_ari_decide(now, nb, na, &far, 0.5, &next), 0);
+    assert_true(next == now + 60000); /* not a storm */
+    issuer_ari_answer_t soon = { 1, now + H, now + 3 * H, 0 };
+    assert_int_equal(issuer_ari_decide(now, nb, na, &soon, 0.5, &next), 0);
+    assert_true(next == now + 2 * H); /* the point in the window comes before the next poll */
+    issuer_ari_answer_t moved = { 1, now - H, now + H, 0 }; /* e.g. revocation ahead */
+    assert_int_equal(issuer_ari_decide(now, nb, na, &moved, 0.5, &next), 1);
+    /* No window: the lifetime rule. */
+    issuer_ari_answer_t none = { 0, 0, 0, 0 };
+    assert_int_equal(issuer_ari_decide(now, nb, na, &none, 0.5, &next), 0);
+    assert_true(next == now + H); /* ask again in an hour, before two thirds */
+    assert_int_equal(issuer_ari_decide(na * 2 / 3, nb, na, &none, 0.5, &next), 1);
+    assert_int_equal(issuer_ari_decide(nb + (na - nb) * 2 / 3 - (na - nb) / 30, nb, na, NULL, 0.5, &next), 1);
+    issuer_ari_answer_t bad = { 1, 50, 40, 0 }; /* inverted window: ignored */
+    assert_int_equal(issuer_ari_decide(na - H, nb, na, &bad, 0.5, &next), 1);
+}
+
 /* ---- keyseal ------------------------------------------------------------ */
 
 static void test_keyseal(void **state)
@@ -913,6 +944,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_math),
         cmocka_unit_test(test_renew_at_math),
+        cmocka_unit_test(test_ari_decide),
         cmocka_unit_test(test_keyseal),
         cmocka_unit_test(test_internal_first_issue),
         cmocka_unit_test(test_refusals),
