@@ -25,7 +25,9 @@
  * Renewal: a timer reads at most RENEW_BATCH due rows (renew_at <= now) from
  * the certificates_renew index, claims each by moving renew_at a lease ahead
  * and starts a renewal job; results move renew_at again (success supersedes
- * the row, failure sets it to the backoff time). The timer sleeps until the
+ * the row, failure sets it to the backoff time). A due ACME certificate first
+ * asks its CA's renewalInfo (RFC 9773): before the window opens it only
+ * moves renew_at to the next look. The timer sleeps until the
  * earliest renew_at (bounded), so idle cost is one indexed MIN per minute and
  * start-up never reads certificates.
  *
