@@ -205,6 +205,7 @@ edge_t *edge_new(hub_t *hub, char **err)
     pthread_mutex_init(&e->sh.ip_lock, NULL);
     atomic_init(&e->sh.epoch, 0);
     atomic_init(&e->sh.negative_ttl_ms, c->negative_ttl_ms);
+    atomic_init(&e->sh.route_ttl_ms, c->route_ttl_ms);
     e->sh.certs = certcache_new2((size_t)c->cert_cache_size, (size_t)c->cert_cache_hot_size);
     e->sh.neg = negcache_new((size_t)c->negative_cache_size);
     e->sh.ip_counts = strmap_new();
@@ -216,7 +217,8 @@ edge_t *edge_new(hub_t *hub, char **err)
         goto fail;
     if (!(e->sh.up_ssl_ctx = upstream_ssl_ctx_new(c->upstream_ca_bundle, err)))
         goto fail;
-    loader_shared_t ls = { e->sh.certs, e->sh.neg, &e->sh.epoch, &e->sh.negative_ttl_ms, e->seal, hub->metrics };
+    loader_shared_t ls = { e->sh.certs, e->sh.neg, &e->sh.epoch, &e->sh.negative_ttl_ms, &e->sh.route_ttl_ms,
+                           e->seal, hub->metrics };
     if (!(e->sh.loader = loader_new(hub->store_path, c->loader_threads, &ls, err)))
         goto fail;
     e->n = hub->n_workers;

@@ -20,6 +20,7 @@
  * reason there is more than one thread). */
 
 #define LOADER_BACKLOG_MAX 16384
+#define PROJECT_BUCKETS 256
 /* Outcomes we cache negatively when the store itself failed: briefly. */
 #define STORE_ERROR_TTL_MS 1000
 
@@ -40,6 +41,14 @@ struct loader {
     store_t *st[LOADER_THREADS_MAX];
     loader_shared_t sh;
     _Atomic uint64_t serial;
+    pthread_mutex_t plock; /* projects */
+    struct project_slot *projects[PROJECT_BUCKETS];
+};
+
+/* The latest shared part of each project's routes (route_project_t). */
+struct project_slot {
+    struct project_slot *next;
+    route_project_t *p; /* one reference */
 };
 
 struct thread_arg {
@@ -57,7 +66,7 @@ void loader_result_free(void *p)
     free(r);
 }
 
-static void settings_apply(route_t *r, const char *settings, const char *metadata)
+static void settings_apply(route_project_t *p, const char *settings)
 {
     json_error_t jerr;
     json_t *s = json_loads(settings, 0, &jerr);
@@ -67,30 +76,90 @@ static void settings_apply(route_t *r, const char *settings, const char *metadat
     }
     json_t *mb = json_object_get(s, "maxBodyBytes");
     if (json_is_integer(mb) && json_integer_value(mb) > 0)
-        r->max_body = json_integer_value(mb);
-    if (json_is_true(json_object_get(s, "forwardMetadata")) && metadata) {
-        r->meta_b64 = util_b64(metadata, strlen(metadata), 1);
-        r->meta_len = r->meta_b64 ? strlen(r->meta_b64) : 0;
-    }
+        p->max_body = json_integer_value(mb);
+    p->forward_metadata = json_is_true(json_object_get(s, "forwardMetadata"));
     json_decref(s);
 }
 
-static void target(route_t *r, const char *url, const char *host)
+static void target(route_project_t *p, const char *url, const char *host)
 {
     const char *why = NULL;
-    upstream_addr_t *a = &r->up[r->n_up];
+    upstream_addr_t *a = &p->up[p->n_up];
     if (upstream_addr_parse(url, a, &why) != 0) {
         log_warn("edge.upstream_bad", "host=%s reason=\"%s\"", host, why);
         return;
     }
     if (upstream_addr_resolve(a) != 0)
         log_warn("edge.upstream_unresolved", "host=%s upstream=%s", host, a->key);
-    r->n_up++;
+    p->n_up++;
+}
+
+static route_project_t *build_project(const store_edge_host_t *h, const char *host, uint64_t epoch)
+{
+    route_project_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    atomic_init(&p->refs, 1);
+    p->project_id = h->project_id;
+    p->epoch = epoch;
+    p->made_ms = util_mono_ms();
+    p->slug = strdup(h->slug);
+    p->slug_len = strlen(h->slug);
+    p->hmac_key = malloc(h->hmac_key_len ? h->hmac_key_len : 1);
+    if (!p->slug || !p->hmac_key) {
+        route_project_unref(p);
+        return NULL;
+    }
+    memcpy(p->hmac_key, h->hmac_key, h->hmac_key_len);
+    p->hmac_len = h->hmac_key_len;
+    target(p, h->upstream, host);
+    if (h->upstream_fallback && h->upstream_fallback[0]) {
+        if (p->n_up == 0) /* keep the fallback in slot 1 */
+            p->n_up = 1;
+        target(p, h->upstream_fallback, host);
+    }
+    settings_apply(p, h->settings);
+    return p;
+}
+
+static struct project_slot **project_find(loader_t *l, int64_t project_id)
+{
+    struct project_slot **s = &l->projects[(uint64_t)project_id % PROJECT_BUCKETS];
+    while (*s && (*s)->p->project_id != project_id)
+        s = &(*s)->next;
+    return s;
+}
+
+/* The project's shared part: the one built under this epoch within
+ * route_ttl (so upstream names are resolved again after it), or a new one.
+ * Two threads may build at once; the later one stays in the table. */
+static route_project_t *project_part(loader_t *l, const store_edge_host_t *h, const char *host, uint64_t epoch)
+{
+    int64_t ttl = atomic_load(l->sh.route_ttl_ms);
+    route_project_t *p = NULL;
+    pthread_mutex_lock(&l->plock);
+    struct project_slot *s = *project_find(l, h->project_id);
+    if (s && s->p->epoch == epoch && util_mono_ms() - s->p->made_ms < ttl)
+        p = route_project_ref(s->p);
+    pthread_mutex_unlock(&l->plock);
+    if (p || !(p = build_project(h, host, epoch)))
+        return p;
+    pthread_mutex_lock(&l->plock);
+    struct project_slot **sp = project_find(l, h->project_id);
+    if (!*sp && (*sp = calloc(1, sizeof(**sp))) == NULL) {
+        pthread_mutex_unlock(&l->plock);
+        return p; /* used, just not shared */
+    }
+    route_project_unref((*sp)->p);
+    (*sp)->p = route_project_ref(p);
+    pthread_mutex_unlock(&l->plock);
+    return p;
 }
 
 static route_t *build_route(loader_t *l, const store_edge_host_t *h, const char *host, uint64_t epoch)
 {
-    route_t *r = calloc(1, sizeof(*r));
+    size_t hlen = strlen(host);
+    route_t *r = calloc(1, sizeof(*r) + hlen + 1);
     if (!r)
         return NULL;
     atomic_init(&r->refs, 1);
@@ -98,26 +167,27 @@ static route_t *build_route(loader_t *l, const store_edge_host_t *h, const char 
     r->serial = atomic_fetch_add(&l->serial, 1) + 1;
     r->epoch = epoch;
     r->loaded_ms = util_mono_ms();
-    r->host = strdup(host);
-    r->host_len = strlen(host);
+    r->host = (char *)(r + 1);
+    memcpy(r->host, host, hlen + 1);
+    r->host_len = hlen;
     r->domain_id = h->domain_id;
     r->project_id = h->project_id;
-    r->slug = strdup(h->slug);
-    r->slug_len = strlen(h->slug);
-    r->hmac_key = malloc(h->hmac_key_len ? h->hmac_key_len : 1);
-    if (!r->host || !r->slug || !r->hmac_key) {
+    route_project_t *p = r->proj = project_part(l, h, host, epoch);
+    if (!p) {
         route_unref(r);
         return NULL;
     }
-    memcpy(r->hmac_key, h->hmac_key, h->hmac_key_len);
-    r->hmac_len = h->hmac_key_len;
-    target(r, h->upstream, host);
-    if (h->upstream_fallback && h->upstream_fallback[0]) {
-        if (r->n_up == 0) /* keep the fallback in slot 1 */
-            r->n_up = 1;
-        target(r, h->upstream_fallback, host);
+    r->slug = p->slug;
+    r->slug_len = p->slug_len;
+    r->up = p->up;
+    r->n_up = p->n_up;
+    r->hmac_key = p->hmac_key;
+    r->hmac_len = p->hmac_len;
+    r->max_body = p->max_body;
+    if (p->forward_metadata && h->metadata) {
+        r->meta_b64 = util_b64(h->metadata, strlen(h->metadata), 1);
+        r->meta_len = r->meta_b64 ? strlen(r->meta_b64) : 0;
     }
-    settings_apply(r, h->settings, h->metadata);
     r->kind = !h->verified ? ROUTE_UNVERIFIED : ROUTE_NEED_CERT;
     return r;
 }
@@ -263,6 +333,7 @@ loader_t *loader_new(const char *store_path, int nthreads, const loader_shared_t
     }
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
+    pthread_mutex_init(&l->plock, NULL);
     l->sh = *sh;
     l->nthreads = nthreads < 1 ? 1 : nthreads > LOADER_THREADS_MAX ? LOADER_THREADS_MAX : nthreads;
     for (int i = 0; i < l->nthreads; i++) {
@@ -350,6 +421,14 @@ void loader_free(loader_t *l)
     }
     for (int i = 0; i < l->nthreads; i++)
         store_close(l->st[i]);
+    for (int b = 0; b < PROJECT_BUCKETS; b++) {
+        for (struct project_slot *s = l->projects[b], *nx; s; s = nx) {
+            nx = s->next;
+            route_project_unref(s->p);
+            free(s);
+        }
+    }
+    pthread_mutex_destroy(&l->plock);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     free(l);

@@ -47,6 +47,7 @@ typedef struct loader_shared {
     negcache_t *neg;
     const _Atomic uint64_t *epoch;    /* project epoch (edge-owned) */
     const atomic_int *negative_ttl_ms; /* current [edge] negative_ttl */
+    const atomic_int *route_ttl_ms;    /* current [edge] route_ttl */
     const keyseal_t *seal;            /* [store] key_encryption_key, or NULL */
     metrics_t *metrics;               /* store lookup counters (may be NULL) */
 } loader_shared_t;

@@ -28,15 +28,28 @@ route_t *route_ref(route_t *r)
     return r;
 }
 
+route_project_t *route_project_ref(route_project_t *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    return p;
+}
+
+void route_project_unref(route_project_t *p)
+{
+    if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(p->slug);
+    if (p->hmac_key) {
+        OPENSSL_cleanse(p->hmac_key, p->hmac_len);
+        free(p->hmac_key);
+    }
+    free(p);
+}
+
 static void route_free(route_t *r)
 {
-    free(r->host);
-    free(r->slug);
+    route_project_unref(r->proj);
     free(r->meta_b64);
-    if (r->hmac_key) {
-        OPENSSL_cleanse(r->hmac_key, r->hmac_len);
-        free(r->hmac_key);
-    }
     free(r);
 }
 

@@ -71,6 +71,7 @@ int worker_apply_config(edge_worker_t *w, const config_t *cfg)
     lower_name(cfg->signature_header, wc->sig_name, wc->sig_out, sizeof(wc->sig_name), &wc->sig_len);
     https_port(wc, cfg);
     atomic_store(&w->sh->negative_ttl_ms, cfg->negative_ttl_ms);
+    atomic_store(&w->sh->route_ttl_ms, cfg->route_ttl_ms);
     return parse_trusted(wc, cfg->trusted_proxies);
 }
 

@@ -42,6 +42,7 @@ typedef struct edge_shared {
     SSL_CTX *up_ssl_ctx;             /* TLS client for https upstreams (read-only) */
     _Atomic uint64_t epoch;          /* bumped by MSG_PROJECT_CHANGED */
     atomic_int negative_ttl_ms;
+    atomic_int route_ttl_ms;
     /* per-client-IP connection counts ([edge] max_conns_per_ip) */
     pthread_mutex_t ip_lock;
     strmap_t *ip_counts;
