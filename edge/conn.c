@@ -24,6 +24,13 @@ int64_t conn_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t conn_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
@@ -232,7 +239,7 @@ void conn_deadline(conn_t *c, int64_t ms)
         c->deadline_ms = 0;
         return; /* a pending timer finds no deadline and stops */
     }
-    int64_t now = util_mono_ms();
+    int64_t now = conn_coarse_ms();
     c->deadline_ms = now + ms;
     if (!(c->flags & CF_TIMER) || c->timer_at_ms > c->deadline_ms) {
         c->timer_at_ms = c->deadline_ms;
@@ -246,7 +253,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     c->flags &= (uint16_t)~CF_TIMER;
     if (c->deadline_ms == 0)
         return;
-    int64_t now = util_mono_ms();
+    int64_t now = conn_coarse_ms();
     if (now < c->deadline_ms) {
         c->timer_at_ms = c->deadline_ms;
         arm(c, c->deadline_ms - now);

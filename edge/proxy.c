@@ -52,6 +52,7 @@ enum {
     RQ_ABANDON = 1 << 15,   /* upstream stopped reading the body */
     RQ_NO_REUSE = 1 << 16,  /* the upstream connection cannot be pooled */
     RQ_HEAD_IN = 1 << 17,   /* the request head still sits at the start of c->in */
+    RQ_DISCARD = 1 << 18,   /* answered locally: reading and dropping the body */
 };
 
 typedef struct req {
@@ -81,11 +82,16 @@ typedef struct req {
 
 #define REQ_FREE_MAX 256
 #define FWD_HEADERS 4
+/* Largest request body a local answer reads and drops to keep the
+ * connection; a bigger one closes it (cheaper than draining it). */
+#define DISCARD_MAX 65536
 
 static void u2c(conn_t *c);
 static void next_request(conn_t *c);
 static void local_error(conn_t *c, int status, const char *what);
 static void start_target(conn_t *c, int idx, int fresh);
+static int approve_body(conn_t *c);
+static void discard_body(conn_t *c);
 
 /* ---- small helpers ---- */
 
@@ -234,14 +240,21 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
         c->up = NULL;
     }
     if (rq->flags & RQ_HEAD_IN) {
-        /* Answered without forwarding: drop the head; a body we did not
-         * read makes the connection unusable. */
+        /* Answered without forwarding: drop the head. A body we do not
+         * read makes the connection unusable; a small framed one (plain
+         * port answers) is read and dropped after the answer instead. */
         iobuf_consume(&c->in, rq->req_head_len);
         rq->flags &= ~(uint32_t)RQ_HEAD_IN;
-        if (rq->req_body == HTTP1_BODY_NONE)
+        if (rq->req_body == HTTP1_BODY_NONE || (rq->req_body == HTTP1_BODY_LENGTH && rq->body_left == 0))
             rq->flags |= RQ_BODY_DONE;
+        else if (!close && (rq->flags & RQ_KEEPALIVE) && !(rq->flags & RQ_EXPECT) && !w->draining &&
+                 (rq->req_body == HTTP1_BODY_CHUNKED || rq->body_left <= DISCARD_MAX))
+            rq->flags |= RQ_DISCARD; /* a small framed body: drop it, keep the connection.
+                                      * Not after Expect: the client may never send it. */
     }
-    if (!(rq->flags & RQ_BODY_DONE)) {
+    if (!(rq->flags & RQ_KEEPALIVE))
+        close = 1; /* HTTP/1.0 without keep-alive, or Connection: close */
+    if (!(rq->flags & (RQ_BODY_DONE | RQ_DISCARD))) {
         close = 1; /* unread body bytes: the connection cannot be reused */
         c->flags |= CF_LINGER;
     }
@@ -252,7 +265,8 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
                      status, reason(status), body_len, w->wc.rid_out, rq->rid, headers ? headers : "",
-                     close ? "Connection: close\r\n" : "");
+                     close ? "Connection: close\r\n"
+                     : (rq->flags & RQ_HTTP10) ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head) ||
         iobuf_append(&c->out, &w->pool, head, (size_t)n, IOBUF_BLOCK * 2) != 0 ||
         (body_len && iobuf_append(&c->out, &w->pool, body, body_len, IOBUF_BLOCK * 2) != 0)) {
@@ -265,9 +279,53 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
     if (close)
         c->flags |= CF_CLOSE;
     account(c, rq);
+    if (rq->flags & RQ_DISCARD) {
+        c->state = CS_REQ;
+        rq->body = rq->req_body;
+        rq->max_body = DISCARD_MAX;
+        if (rq->body == HTTP1_BODY_CHUNKED)
+            http1_chunked_init(&rq->ch, NULL);
+        if (conn_flush(c) < 0) {
+            conn_close(c);
+            return;
+        }
+        conn_deadline(c, w->cfg->header_timeout_ms);
+        discard_body(c);
+        return;
+    }
     req_free(w, rq);
     c->req = NULL;
     next_request(c);
+}
+
+/* Drops the body of a request answered locally, then reads the next
+ * request. The framing was checked by the parser; the chunked decoder
+ * and DISCARD_MAX bound what is read. */
+static void discard_body(conn_t *c)
+{
+    req_t *rq = c->req;
+    for (int i = 0; i < 16; i++) {
+        if (approve_body(c) != 0)
+            return; /* answered or closed */
+        iobuf_consume(&c->in, rq->bpend);
+        rq->bpend = 0;
+        if (rq->flags & RQ_BODY_DONE) {
+            req_free(c->w, rq);
+            c->req = NULL;
+            next_request(c);
+            return;
+        }
+        long n = conn_read(c);
+        if (n == -2) {
+            conn_want_read(c, 1);
+            return;
+        }
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    conn_kick(c);
 }
 
 static void local_error(conn_t *c, int status, const char *what)
@@ -302,8 +360,10 @@ static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
     memcpy(rq->path, hr->path.p, pl);
     rq->path[pl] = '\0';
     rq->path_len = (uint16_t)pl;
-    if (hr->keep_alive && hr->minor == 1)
+    if (hr->keep_alive) /* 1.1 without close, 1.0 with keep-alive */
         rq->flags |= RQ_KEEPALIVE;
+    if (hr->body == HTTP1_BODY_LENGTH)
+        rq->body_left = hr->content_length;
     if (hr->minor == 0)
         rq->flags |= RQ_HTTP10;
     if (hr->upgrade)
@@ -408,7 +468,10 @@ static void put_header(struct out *o, const struct http1_header *h)
 
 static const char *signature(edge_worker_t *w, const route_t *r, size_t *len)
 {
-    int64_t t = util_now_ms() / 1000;
+    /* Whole seconds: the coarse clock (no hardware clock read) is enough. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    int64_t t = now.tv_sec;
     __typeof__(w->sigcache[0]) *slot = &w->sigcache[r->serial & 63];
     if (slot->serial == r->serial && slot->t == t) {
         *len = slot->len;
@@ -816,11 +879,16 @@ static void start_target(conn_t *c, int idx, int fresh)
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     rq->target = (uint8_t)idx;
-    upstream_t *u = upstream_get(w, &rq->route->up[idx]);
+    /* Targets live as long as the worker and a route never changes, so
+     * a keep-alive connection looks its target up once per route. */
+    uint64_t key = rq->route->serial << 1 | (uint64_t)idx;
+    upstream_t *u = c->ucache_key == key ? c->ucache : upstream_get(w, &rq->route->up[idx]);
     if (!u) {
         local_error(c, 500, "out of memory");
         return;
     }
+    c->ucache = u;
+    c->ucache_key = key;
     uconn_t *uc = fresh ? NULL : upstream_take(u, c);
     if (uc) {
         rq->flags |= RQ_REUSED;
@@ -1078,6 +1146,8 @@ static int response_head(conn_t *c, const struct http1_response *resp)
             c->flags |= CF_CLOSE;
         if (c->flags & CF_CLOSE)
             PUTS(&o, "Connection: close\r\n");
+        else if (rq->flags & RQ_HTTP10)
+            PUTS(&o, "Connection: keep-alive\r\n"); /* 1.0 closes unless told */
     }
     PUTS(&o, "\r\n");
     if (o.overflow)
@@ -1507,7 +1577,10 @@ void proxy_on_readable(conn_t *c)
         read_head(c);
         return;
     case CS_REQ:
-        client_body(c);
+        if (c->req && (c->req->flags & RQ_DISCARD))
+            discard_body(c);
+        else
+            client_body(c);
         return;
     case CS_TUNNEL:
         tunnel_client(c);
@@ -1568,7 +1641,7 @@ void proxy_on_timeout(conn_t *c)
         local_error(c, 503, "route lookup timed out");
         return;
     case CS_REQ:
-        if (!rq) {
+        if (!rq || (rq->flags & RQ_DISCARD)) {
             conn_close(c);
             return;
         }

@@ -72,7 +72,7 @@ void *route_ref_cb(void *r)
 int route_fresh(const edge_worker_t *w, const route_t *r)
 {
     return !atomic_load_explicit(&r->dead, memory_order_relaxed) && r->epoch == atomic_load(&w->sh->epoch) &&
-           util_mono_ms() - r->loaded_ms < w->cfg->route_ttl_ms;
+           conn_coarse_ms() - r->loaded_ms < w->cfg->route_ttl_ms;
 }
 
 /* ---- cache ---- */

@@ -226,8 +226,13 @@ static ssize_t ssl_result(uconn_t *uc, int r)
 
 ssize_t uconn_writev(uconn_t *uc, const struct iovec *iov, int n)
 {
-    if (!uc->ssl)
-        return writev(uc->fd, iov, n);
+    if (!uc->ssl) {
+        /* sendmsg, not writev: the socket call skips the file layer
+         * writev goes through (a few % of the proxy's kernel time per
+         * request), and MSG_NOSIGNAL needs no SIGPIPE disposition. */
+        struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+        return sendmsg(uc->fd, &m, MSG_NOSIGNAL);
+    }
     ssize_t total = 0;
     for (int i = 0; i < n; i++) {
         ERR_clear_error();

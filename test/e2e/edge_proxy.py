@@ -374,6 +374,46 @@ def http10_client_gets_dechunked_body():
     expect(b"chunked" not in head.lower() and body == pattern(100000), "HTTP/1.0 body without chunking")
 
 
+def _curl(args):
+    return subprocess.run(["curl", "-sS", "-v", "--max-time", "20"] + args, capture_output=True, text=True,
+                          timeout=30)
+
+
+def _reused(stderr):
+    """curl -v says how many connections it opened and whether it reused one."""
+    opened = stderr.count("* Connected to ")
+    return opened == 1 and ("Re-using existing connection" in stderr or "Reusing existing" in stderr)
+
+
+@test
+def http10_keepalive_two_requests_one_connection():
+    UP.reset()
+    base = "https://app.test:%d" % H.tls_port
+    r = _curl(["--http1.0", "-H", "Connection: keep-alive", "--cacert", CA.path,
+               "--resolve", "app.test:%d:127.0.0.1" % H.tls_port, "-o", "/dev/null", "-o", "/dev/null",
+               base + "/echo/one", base + "/echo/two"])
+    expect(r.returncode == 0, "curl --http1.0: %s" % r.stderr[-500:])
+    expect(r.stderr.lower().count("< connection: keep-alive") == 2, "keep-alive answered: %s" % r.stderr[-800:])
+    expect(_reused(r.stderr), "one client connection for both requests: %s" % r.stderr[-800:])
+    expect([q["path"] for q in UP.requests] == ["/echo/one", "/echo/two"], "both forwarded")
+    # Raw: a Content-Length response keeps it, a chunked one (no length for
+    # a 1.0 client) closes, and 1.0 without keep-alive closes.
+    s = conn()
+    st, hd, body = req(s, b"GET /stream?n=3000 HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n")
+    expect(st == 200 and body == pattern(3000) and hd.get("connection") == "keep-alive", "framed 1.0 response")
+    st, hd, body = req(s, b"GET /status/404 HTTP/1.0\r\nHost: other.test\r\nConnection: keep-alive\r\n\r\n")
+    expect(st == 421 and hd.get("connection") == "close", "local error closes: %d %r" % (st, hd))
+    s = conn()
+    s.sendall(b"GET /stream?n=3000&chunked=1 HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(hd.get("connection") == "close" and body == pattern(3000) and s.recv(10) == b"",
+           "no length for a 1.0 client: close-delimited")
+    s = conn()
+    s.sendall(b"GET /stream?n=10 HTTP/1.0\r\nHost: app.test\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(hd.get("connection") == "close" and s.recv(10) == b"", "plain 1.0 still closes")
+
+
 @test
 def access_log_lines():
     UP.reset()
