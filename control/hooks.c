@@ -4,12 +4,19 @@
  * that got a 2xx is committed, so a crash at any point re-sends it (with the
  * same webhook-id: the event's public id) — delivery is at-least-once.
  *
- * A pass (on hooks_kick, on the timer, after results are recorded) walks the
- * due deliveries in (next_attempt_at, id) order from a cursor kept between
- * passes, so rows it had to skip (endpoint at its hook_per_endpoint limit)
- * are not re-read on every pass; it wraps to the start when it reaches the
- * end. A pass stops when hook_concurrency requests are in flight, or after a
- * run of rows it could not use (the requests in flight will wake it again).
+ * A pass (on hooks_kick — a commit wrote events, or an answer freed a
+ * connection —, on the timer, after a flush) walks the due deliveries in
+ * (next_attempt_at, id) order with two cursors kept between passes. The head
+ * walk starts just before the oldest row not yet sent and stays there when
+ * that row's endpoint is at its hook_per_endpoint limit, so a busy
+ * endpoint's deliveries go oldest first instead of waiting for a wrap. The
+ * explore walk then goes on from its own cursor past rows it cannot use,
+ * wrapping at the end, so one endpoint's backlog never hides another's rows.
+ * Rows whose job is still tracked are walked past (the flush moves them). A
+ * walk stops when hook_concurrency requests are on the wire, after a run of
+ * rows it could not use (the answers will wake it again), or after
+ * PASS_PARKS_MAX parks (the flush writes them and walks on): bounded work
+ * per loop turn.
  *
  * Per-domain order: a delivery to an ordered endpoint may go only when no
  * pending delivery to that endpoint for the same domain has a smaller id.
@@ -25,10 +32,18 @@
  * unparked in the transaction that takes its predecessor out of 'pending'.
  * Deliveries of disabled endpoints are parked too.
  *
- * No transaction is held across network I/O: reads and parks before the
- * request; after it, the result waits in memory (still counted as in flight,
- * so it is not sent twice) until a flush records a batch of results in one
- * transaction — one fsync for many attempts. */
+ * No transaction is held across network I/O, and nothing the walk decides
+ * costs an fsync of its own: parks and results wait in memory and a flush
+ * writes them all in one transaction (parks first, so that a result that
+ * releases a parked successor wins). An answered job frees its endpoint's
+ * connection at once (per_endpoint and concurrency count requests on the
+ * wire) but stays tracked — not sent twice, its domain's successor still
+ * held — until the flush committed. The flush waits FLUSH_DELAY_US when a
+ * successor waits for the result, FLUSH_LAZY_US otherwise, or runs at once
+ * with FLUSH_MAX waiting: under load, one fsync records many attempts, and
+ * the control loop (which also commits the API's registrations) spends its
+ * time sending, not syncing. A crash before the flush loses only the
+ * record: the delivery is still 'pending' and goes again, same webhook-id. */
 #include "control/hooks.h"
 
 #include <curl/curl.h>
@@ -49,8 +64,11 @@
 #include "control/subsys.h"
 
 #define BATCH_ROWS 64            /* due rows read per query */
-#define IDLE_ROWS_MAX 64         /* a pass gives up after this many unusable rows in a row */
-#define FLUSH_DELAY_US 2000      /* results wait this long to share a transaction */
+#define IDLE_ROWS_MAX 16         /* a walk gives up after this many unusable rows in a row */
+#define EXPLORE_EVERY_MS 10      /* the explore walk runs at most this often */
+#define PASS_PARKS_MAX 256       /* a pass yields to the flush after deciding this many parks */
+#define FLUSH_DELAY_US 2000      /* a result the domain's next delivery waits for: this long to share a transaction */
+#define FLUSH_LAZY_US 20000      /* any other result (its connection is already free): this long */
 #define FLUSH_MAX 256            /* …or until this many are waiting */
 #define TIMER_MAX_MS 1000        /* rows written by other processes (CLI) are seen within this */
 #define PURGE_EVERY_MS 60000
@@ -71,7 +89,8 @@ struct policy_ref {
 
 struct ep_slot {
     char id[48];
-    int inflight;
+    int inflight;                /* tracked jobs: on the wire or not yet recorded */
+    int wire;                    /* of those, requests not yet answered (per_endpoint) */
     struct job *jobs;            /* via job->ep_next */
     struct ep_slot *next;
 };
@@ -106,6 +125,7 @@ struct job {
     int64_t delivery_id, domain_id, window_start;
     unsigned attempts;
     int ordered;
+    int on_wire;                 /* counted in slot->wire */
     int leaves;                  /* this result takes it out of 'pending' */
     char endpoint_id[48];
     char *event_id;
@@ -136,17 +156,24 @@ struct hooks {
     struct job *inflight;        /* requests on the wire (deliveries and tests) */
     struct job *done, *done_tail;/* answered, not yet recorded */
     int ninflight;               /* deliveries on the wire or waiting to be recorded */
+    int nwire;                   /* of those, requests not yet answered ([webhooks] concurrency) */
+    int64_t flush_at;            /* mono us the flush timer is set for (0: not set) */
     int ndone;
+    int64_t *parks;              /* deliveries to park, written by the next flush */
+    int nparks, parks_cap;
     struct job *by_id[ID_BUCKETS];
     struct ep_slot *slots[EP_BUCKETS];
     struct order order;
-    int64_t cur_at, cur_id;      /* scan cursor */
+    int64_t cur_at, cur_id;      /* explore cursor: moves past skipped rows, wraps */
+    int64_t head_at, head_id;    /* head cursor: just before the oldest row not sent */
+    int64_t explored_ms;         /* mono ms of the last explore walk */
     int64_t last_sweep_ms;
     int in_pass;
     int stopping;
 };
 
 static void pass(struct hooks *h);
+static void flush(struct hooks *h);
 static void arm_timer(struct hooks *h, int64_t delay_ms);
 
 /* ------------------------------------------------------------ event types -- */
@@ -318,7 +345,30 @@ static void track(struct hooks *h, struct job *j, struct ep_slot *s)
     j->ep_next = s->jobs;
     s->jobs = j;
     s->inflight++;
+    s->wire++;
+    j->on_wire = 1;
+    h->nwire++;
     h->ninflight++;
+}
+
+/* The answer is in: the endpoint's connection is free for the next request,
+ * though the job stays tracked (not sent again, its domain's successor still
+ * parked) until its result is recorded. */
+static void off_wire(struct job *j)
+{
+    if (j->slot && j->on_wire) {
+        j->slot->wire--;
+        j->h->nwire--;
+    }
+    j->on_wire = 0;
+}
+
+/* Room for another request: [webhooks] concurrency on the wire, and a bound
+ * on answered results waiting for the flush (FLUSH_MAX starts it at once). */
+static int can_send(const struct hooks *h)
+{
+    int limit = h->c->cfg->hook_concurrency;
+    return h->nwire < limit && h->ninflight < limit + FLUSH_MAX;
 }
 
 static void untrack(struct hooks *h, struct job *j)
@@ -334,6 +384,7 @@ static void untrack(struct hooks *h, struct job *j)
             ;
         if (*pp)
             *pp = j->ep_next;
+        off_wire(j);
         s->inflight--;
         slot_release(h, s);
     }
@@ -533,6 +584,9 @@ static int rebuild_row(const char *ep, int64_t domain_id, int64_t id, int64_t ne
 static int order_rebuild(struct hooks *h)
 {
     store_t *s = h->c->store;
+    /* Parks still in memory were decided on the old queues: write them
+     * first, so the heads the rebuild releases stay released. */
+    flush(h);
     int64_t now = util_now_ms();
     struct rebuild r = { .h = h };
     int rc = store_hook_pending_order(s, rebuild_row, &r) == STORE_OK && !r.failed ? 0 : -1;
@@ -556,7 +610,7 @@ static int order_rebuild(struct hooks *h)
     }
     order_clear(&h->order);
     h->order = r.o;
-    h->cur_at = h->cur_id = CURSOR_START;
+    h->cur_at = h->cur_id = h->head_at = h->head_id = CURSOR_START;
     log_debug("hook.order_loaded", "queues=%zu", h->order.count);
     return 0;
 }
@@ -779,14 +833,28 @@ static void test_finish(struct job *j)
     job_free(j);
 }
 
-static void schedule_flush(struct hooks *h)
+/* urgent: a delivery waits for this result (its domain's next one). Other
+ * results wait longer, so that more share one fsync: their connection is
+ * free already and their row is not sent twice meanwhile. */
+static void schedule_flush(struct hooks *h, int urgent)
 {
-    if (h->ndone >= FLUSH_MAX) {
+    int64_t delay = urgent ? FLUSH_DELAY_US : FLUSH_LAZY_US, now = mono_us();
+    if (h->ndone + h->nparks >= FLUSH_MAX) {
         event_active(h->flush_ev, 0, 0);
-    } else if (!evtimer_pending(h->flush_ev, NULL)) {
-        struct timeval tv = { 0, FLUSH_DELAY_US };
-        evtimer_add(h->flush_ev, &tv);
+    } else if (!evtimer_pending(h->flush_ev, NULL) || now + delay < h->flush_at) {
+        struct timeval tv = { 0, (suseconds_t)delay };
+        if (evtimer_add(h->flush_ev, &tv) == 0)
+            h->flush_at = now + delay;
     }
+}
+
+/* 1 when another delivery of j's (endpoint, domain) waits behind it. */
+static int has_successor(struct hooks *h, const struct job *j)
+{
+    if (!j->ordered || j->domain_id <= 0)
+        return 0;
+    struct okey *k = order_find(&h->order, j->endpoint_id, j->domain_id, 0);
+    return k && k->n - k->start > 1;
 }
 
 static void on_done(CURL *easy, CURLcode rc, void *arg)
@@ -804,6 +872,7 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         return;
     }
     metrics_inc(m, j->result == JOB_OK ? M_HOOK_DELIVERED : M_HOOK_FAILED);
+    off_wire(j);
     /* Queue for the flush; the job still counts as in flight until then. */
     j->next = NULL;
     j->prev = h->done_tail;
@@ -813,7 +882,10 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         h->done = j;
     h->done_tail = j;
     h->ndone++;
-    schedule_flush(h);
+    schedule_flush(h, has_successor(h, j));
+    /* Its connection is free now: the next request need not wait for the
+     * flush's fsync. */
+    hooks_kick(h);
 }
 
 /* Starts a job whose payload, event_id and headers are set. 0 or -1. */
@@ -924,11 +996,15 @@ static int record_one(struct hooks *h, struct job *j, int64_t now)
 /* Records every answered job in one transaction, then looks for more work. */
 static void flush(struct hooks *h)
 {
-    if (!h->done)
+    if (!h->done && !h->nparks)
         return;
     store_t *s = h->c->store;
     int64_t now = util_now_ms();
     int ok = store_begin(s) == STORE_OK;
+    /* Parks first: a result recorded below may unpark one of them (its
+     * predecessor leaving), and that must win. */
+    for (int i = 0; ok && i < h->nparks; i++)
+        ok = store_hook_park(s, h->parks[i]) == STORE_OK;
     for (struct job *j = h->done; ok && j; j = j->next)
         ok = record_one(h, j, now) == 0;
     if (ok)
@@ -936,8 +1012,10 @@ static void flush(struct hooks *h)
     else
         store_rollback(s);
     if (!ok)
-        /* The deliveries are still pending: they go again (at-least-once). */
-        log_error("hook.record_failed", "results=%d", h->ndone);
+        /* The deliveries are still pending (and due): they go again
+         * (at-least-once); a lost park is decided again by the next walk. */
+        log_error("hook.record_failed", "results=%d parks=%d", h->ndone, h->nparks);
+    h->nparks = 0;
     while (h->done) {
         struct job *j = h->done;
         h->done = j->next;
@@ -996,7 +1074,9 @@ fail:
     return -1;
 }
 
-enum verdict { V_SENT, V_PARK, V_SKIP };
+/* V_BUSY: on the wire or waiting for the flush, which moves its row (out
+ * of 'pending', or to its retry time): no reason to come back to it. */
+enum verdict { V_SENT, V_PARK, V_SKIP, V_BUSY };
 
 static enum verdict consider(struct hooks *h, const store_hook_due_t *d, int64_t now)
 {
@@ -1004,9 +1084,9 @@ static enum verdict consider(struct hooks *h, const store_hook_due_t *d, int64_t
     if (d->endpoint_disabled)
         return V_PARK;
     if (inflight_has(h, d->id))
-        return V_SKIP;
+        return V_BUSY;
     struct ep_slot *slot = slot_find(h, d->endpoint_id, 0);
-    if (slot && slot->inflight >= cfg->hook_per_endpoint)
+    if (slot && slot->wire >= cfg->hook_per_endpoint)
         return V_SKIP;
     if (d->ordered && d->domain_id > 0) {
         struct okey *k = order_find(&h->order, d->endpoint_id, d->domain_id, 1);
@@ -1029,63 +1109,131 @@ static enum verdict consider(struct hooks *h, const store_hook_due_t *d, int64_t
     return V_SENT;
 }
 
-static void apply_parks(struct hooks *h, const int64_t *ids, int n)
+/* Parks ride in the next flush's transaction rather than paying their own
+ * fsync: until then the row is merely due, and the cursor has passed it. */
+static int park_later(struct hooks *h, int64_t id)
 {
-    store_t *s = h->c->store;
-    if (n == 0)
-        return;
-    int ok = store_begin(s) == STORE_OK;
-    for (int i = 0; ok && i < n; i++)
-        ok = store_hook_park(s, ids[i]) == STORE_OK;
-    if (ok && store_commit(s) == STORE_OK)
-        return;
-    store_rollback(s);
-    log_error("hook.park_failed", "n=%d", n);
+    if (h->nparks == h->parks_cap) {
+        int cap = h->parks_cap ? h->parks_cap * 2 : 256;
+        int64_t *np = realloc(h->parks, (size_t)cap * sizeof(*np));
+        if (!np)
+            return -1;
+        h->parks = np;
+        h->parks_cap = cap;
+    }
+    h->parks[h->nparks++] = id;
+    return 0;
 }
 
-static void pass(struct hooks *h)
+struct walk {
+    int nparks, idle, at_end;
+};
+
+/* One verdict; 1 when the walk must stop (work bound reached). */
+static int walk_row(struct hooks *h, const store_hook_due_t *d, int64_t now, struct walk *w, enum verdict *v)
 {
-    const config_t *cfg = h->c->cfg;
+    *v = consider(h, d, now);
+    if (*v == V_PARK && park_later(h, d->id) == 0)
+        w->nparks++;
+    w->idle = *v == V_SKIP ? w->idle + 1 : *v == V_BUSY ? w->idle : 0;
+    return !can_send(h) || w->idle >= IDLE_ROWS_MAX || w->nparks >= PASS_PARKS_MAX;
+}
+
+/* From the head cursor: the oldest due rows first. The cursor stops before
+ * the first row that could not go (its endpoint busy), so that row is the
+ * first the next pass tries again; rows still tracked are walked past (the
+ * flush moves them). No wrap: rows become due after the head (new ones,
+ * retries and unparks are stamped now), the explore walk meets the rest. */
+static void walk_head(struct hooks *h, int64_t now, struct walk *w)
+{
     store_hook_due_t rows[BATCH_ROWS];
-    int64_t parks[BATCH_ROWS * 4];
-    int nparks = 0, idle = 0, wrapped = h->cur_at == CURSOR_START, at_end = 0;
-    int64_t now = util_now_ms();
-    if (h->stopping || h->in_pass)
-        return;
-    h->in_pass = 1;
-    while (h->ninflight < cfg->hook_concurrency && idle < IDLE_ROWS_MAX &&
-           nparks + BATCH_ROWS <= (int)UTIL_ARRAY_LEN(parks)) {
+    int64_t at = h->head_at, id = h->head_id;
+    int held = 0, stop = 0, n = BATCH_ROWS;
+    while (!stop && n == BATCH_ROWS) {
+        if (store_hook_due_batch(h->c->store, now, at, id, rows, BATCH_ROWS, &n) != STORE_OK)
+            return;
+        for (int i = 0; i < n && !stop; i++) {
+            enum verdict v;
+            at = rows[i].next_attempt_at;
+            id = rows[i].id;
+            stop = walk_row(h, &rows[i], now, w, &v);
+            held = held || v == V_SKIP;
+            if (!held) {
+                h->head_at = at;
+                h->head_id = id;
+            }
+        }
+    }
+    /* Everything due after the head was considered. */
+    w->at_end = !stop;
+}
+
+/* From the explore cursor, past whatever it cannot use, wrapping at the
+ * end: reaches other endpoints' rows behind a busy endpoint's backlog, and
+ * rows that became due behind the head (written by another process). */
+static void walk_explore(struct hooks *h, int64_t now, struct walk *w)
+{
+    store_hook_due_t rows[BATCH_ROWS];
+    int wrapped = h->cur_at == CURSOR_START, stop = 0;
+    w->idle = 0;
+    while (!stop) {
         int n = 0;
         if (store_hook_due_batch(h->c->store, now, h->cur_at, h->cur_id, rows, BATCH_ROWS, &n) != STORE_OK)
             break;
-        for (int i = 0; i < n && h->ninflight < cfg->hook_concurrency && idle < IDLE_ROWS_MAX; i++) {
+        for (int i = 0; i < n && !stop; i++) {
+            enum verdict v;
             h->cur_at = rows[i].next_attempt_at;
             h->cur_id = rows[i].id;
-            enum verdict v = consider(h, &rows[i], now);
-            if (v == V_PARK)
-                parks[nparks++] = rows[i].id;
-            idle = v == V_SKIP ? idle + 1 : 0;
+            stop = walk_row(h, &rows[i], now, w, &v);
         }
-        if (n < BATCH_ROWS && h->ninflight < cfg->hook_concurrency && idle < IDLE_ROWS_MAX) {
+        if (!stop && n < BATCH_ROWS) {
             /* Reached the end: the next walk starts from the beginning. */
             h->cur_at = h->cur_id = CURSOR_START;
             if (wrapped) {
-                at_end = 1;
+                w->at_end = 1;
                 break;
             }
             wrapped = 1;
         }
     }
-    int parks_full = nparks + BATCH_ROWS > (int)UTIL_ARRAY_LEN(parks);
-    apply_parks(h, parks, nparks);
+}
+
+static void pass(struct hooks *h)
+{
+    struct walk w = { 0 };
+    int64_t now = util_now_ms();
+    if (h->stopping || h->in_pass)
+        return;
+    h->in_pass = 1;
+    if (can_send(h))
+        walk_head(h, now, &w);
+    /* Exploring costs a read of rows that mostly cannot go; behind a busy
+     * endpoint's backlog it is rationed (the head walk is what keeps up). */
+    int64_t mono = util_mono_ms();
+    int explore_due = mono - h->explored_ms >= EXPLORE_EVERY_MS;
+    if (can_send(h) && w.nparks < PASS_PARKS_MAX && explore_due) {
+        h->explored_ms = mono;
+        walk_explore(h, now, &w);
+    }
     h->in_pass = 0;
-    int64_t next = 0;
-    if (parks_full && h->ninflight < cfg->hook_concurrency)
-        hooks_kick(h); /* more to walk right away, after this batch of parks */
-    else if (at_end && store_hook_next_due(h->c->store, util_now_ms(), &next) == STORE_OK)
-        arm_timer(h, next - util_now_ms());
-    else
-        arm_timer(h, TIMER_MAX_MS);
+    int64_t next = 0, delay = TIMER_MAX_MS;
+    if (!w.at_end && !explore_due)
+        delay = EXPLORE_EVERY_MS;
+    if (w.nparks >= PASS_PARKS_MAX) {
+        /* Bounded work per loop turn: write these parks, then walk on. */
+        event_active(h->flush_ev, 0, 0);
+        return;
+    }
+    if (h->nparks)
+        schedule_flush(h, 0);
+    if (w.at_end && store_hook_next_due(h->c->store, util_now_ms(), &next) == STORE_OK)
+        delay = next - util_now_ms();
+    /* What is due now but was not sent waits on requests in flight or parks
+     * not yet written: their completion or flush walks again; no need to
+     * spin on the timer meanwhile. */
+    if (delay <= 0 && (h->ninflight > 0 || h->nparks > 0))
+        delay = TIMER_MAX_MS;
+    arm_timer(h, delay);
 }
 
 static void arm_timer(struct hooks *h, int64_t delay_ms)
@@ -1227,7 +1375,7 @@ hooks_t *hooks_new(struct control *c, char **err)
         return NULL;
     }
     h->c = c;
-    h->cur_at = h->cur_id = CURSOR_START;
+    h->cur_at = h->cur_id = h->head_at = h->head_id = CURSOR_START;
     if (load_settings(h, err) != 0)
         goto fail;
     h->kick_ev = event_new(c->base, -1, 0, on_kick, h);
@@ -1298,5 +1446,6 @@ void hooks_free(hooks_t *h)
         event_free(h->purge_ev);
     policy_put(h->pol);
     order_clear(&h->order);
+    free(h->parks);
     free(h);
 }

@@ -613,11 +613,23 @@ static void job_fail(struct issuer *iss, struct job *j, acme_status_t st, const 
              j->host, acme_status_name(st), for_good, j->renewal, type ? type : "-",
              log_quote(q, sizeof(q), detail ? detail : ""), failures, util_iso8601(next, na, sizeof(na)));
     send_msg(iss, MSG_CERT_FAILED, j->host, ISSUER_FAIL_ERROR);
+    /* The tick slept past the claimed lease: wake it for the retry (or the
+     * expiry) instead of up to TICK_MAX_MS late. */
+    int64_t retry_in = next - util_now_ms();
+    if (j->cert_id && (!iss->tick_at || util_mono_ms() + retry_in < iss->tick_at))
+        schedule_tick(iss, retry_in);
     job_free(j);
     pump(iss);
 }
 
 /* ---- running a job: internal CA --------------------------------------- */
+
+static void run_internal(struct job *j);
+
+static void resume_internal(void *arg)
+{
+    run_internal(arg);
+}
 
 static void run_internal(struct job *j)
 {

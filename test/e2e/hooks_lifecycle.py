@@ -3,8 +3,8 @@
 webhooks — registration, DNS verification (knot behind verify_dns's proxy),
 the built-in CA's certificate, drift and recovery, the end of the
 verification window, deletion — delivered signed and in per-domain order.
-(domain.expired needs a certificate to run out; the shortest internal CA
-validity is an hour, so it is only covered by the payload example tests.)"""
+(domain.expired, from a certificate that really runs out while its renewal
+fails, is hooks_expiry.py.)"""
 
 import shutil
 import sys

@@ -488,6 +488,37 @@ static void test_per_endpoint_limit(void **state)
     assert_int_equal(f->r.max_concurrent, 2);
 }
 
+static const char *g_event;
+static int got_event(struct fx *f)
+{
+    for (int i = 0; i < f->r.ngot; i++)
+        if (strcmp(f->r.got[i].event_id, g_event) == 0)
+            return 1;
+    return 0;
+}
+
+/* A busy endpoint's backlog (one request at a time, slow answers) must not
+ * hide another endpoint's delivery queued behind it: it goes long before
+ * the backlog drains. */
+static void test_backlog_does_not_hide_other_endpoint(void **state)
+{
+    struct fx *f = *state;
+    f->cfg->hook_per_endpoint = 1;
+    f->r.delay_ms = 50;
+    add_endpoint(f, "whe_slow", 0); /* unordered: its 40 rows are all due */
+    start(f);
+    for (int i = 0; i < 40; i++)
+        emit(f, 1 + i % 4, "domain.created", NULL);
+    add_endpoint(f, "whe_other", 1);
+    char *id = NULL;
+    emit(f, 4, "domain.created", &id);
+    g_event = id;
+    assert_true(run_until(f, got_event, 10000));
+    /* 40 for whe_slow were queued first; at 50 ms each they take 2 s. */
+    assert_true(f->r.ngot <= 8);
+    free(id);
+}
+
 static void test_stop_mid_request_resends_same_id(void **state)
 {
     struct fx *f = *state;
@@ -664,6 +695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ssrf_refused_before_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_endpoint_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_does_not_hide_other_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_mid_request_resends_same_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_after_continuous_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_test_send_and_rotation, setup, teardown),
