@@ -23,7 +23,7 @@ static int col_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
 
 #define TARGET_COLS                                                                                \
     "d.id, d.project_id, d.hostname, d.challenge, "                                                \
-    "COALESCE(json_extract(p.settings, '$.verification'), ''), d.state, d.verified "
+    "COALESCE(json_extract(p.settings, '$.verification'), ''), d.state, d.verified, d.next_probe_at "
 #define TARGET_FROM " FROM domains d JOIN projects p ON p.id = d.project_id "
 
 /* Never skips a row: a due row that could not be read would stay due and
@@ -34,6 +34,7 @@ static void read_target(sqlite3_stmt *st, store_verify_target_t *t)
     t->id = sqlite3_column_int64(st, 0);
     t->project_id = sqlite3_column_int64(st, 1);
     t->verified = sqlite3_column_int(st, 6);
+    t->next_probe_at = sqlite3_column_int64(st, 7);
     if (col_copy(st, 2, t->hostname, sizeof(t->hostname)) != 0)
         t->hostname[0] = '\0'; /* probe_run refuses it: recorded as unprobeable */
     if (col_copy(st, 3, t->challenge, sizeof(t->challenge)) != 0)
@@ -44,29 +45,72 @@ static void read_target(sqlite3_stmt *st, store_verify_target_t *t)
         t->state[0] = '\0';
 }
 
+/* Steps st (bound) through cb; *n counts the rows handed out. */
+static int due_rows(store_t *s, sqlite3_stmt *st, int *n, int (*cb)(const store_verify_target_t *t, void *arg),
+                    void *arg)
+{
+    int step = SQLITE_DONE, rc = STORE_OK, stop = 0;
+    while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        store_verify_target_t t;
+        read_target(st, &t);
+        (*n)++;
+        stop = cb(&t, arg);
+    }
+    if (!stop && step != SQLITE_DONE)
+        rc = store_fail(s, "verify.due");
+    sqlite3_reset(st);
+    return rc == STORE_OK && stop ? 1 : rc;
+}
+
 int store_verify_due(store_t *s, int64_t now, int limit, int (*cb)(const store_verify_target_t *t, void *arg),
                      void *arg)
 {
     /* The WHERE repeats the partial index's condition so the planner walks
-     * domains_next_probe instead of scanning the table. */
+     * domains_next_probe instead of scanning the table; the index holds the
+     * rowid after next_probe_at, so "ORDER BY next_probe_at, id" costs no sort. */
     sqlite3_stmt *st = store_stmt(s, "SELECT " TARGET_COLS TARGET_FROM
                                      "WHERE d.removed_at IS NULL AND d.next_probe_at IS NOT NULL "
-                                     "AND d.next_probe_at <= ?1 ORDER BY d.next_probe_at LIMIT ?2");
+                                     "AND d.next_probe_at <= ?1 ORDER BY d.next_probe_at, d.id LIMIT ?2");
+    int n = 0;
     if (!st)
         return STORE_ERR;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int(st, 2, limit);
-    int step, rc = STORE_OK;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        store_verify_target_t t;
-        read_target(st, &t);
-        if (cb(&t, arg))
-            break;
-    }
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = store_fail(s, "verify.due");
-    sqlite3_reset(st);
-    return rc;
+    int rc = due_rows(s, st, &n, cb, arg);
+    return rc > 0 ? STORE_OK : rc;
+}
+
+int store_verify_due_after(store_t *s, int64_t now, int64_t after_at, int64_t after_id, int limit,
+                           int (*cb)(const store_verify_target_t *t, void *arg), void *arg)
+{
+    /* Two index range scans rather than one row-value test: SQLite would
+     * start "(next_probe_at, id) > (?, ?)" at next_probe_at and step over
+     * every tie, and a bulk import leaves many rows with one next_probe_at. */
+    sqlite3_stmt *ties = store_stmt(s, "SELECT " TARGET_COLS TARGET_FROM
+                                       "WHERE d.removed_at IS NULL AND d.next_probe_at IS NOT NULL "
+                                       "AND d.next_probe_at = ?1 AND d.id > ?2 ORDER BY d.id LIMIT ?3");
+    int n = 0, rc;
+    if (!ties)
+        return STORE_ERR;
+    if (after_at > now)
+        return STORE_OK;
+    sqlite3_bind_int64(ties, 1, after_at);
+    sqlite3_bind_int64(ties, 2, after_id);
+    sqlite3_bind_int(ties, 3, limit);
+    if ((rc = due_rows(s, ties, &n, cb, arg)) != STORE_OK || n >= limit)
+        return rc > 0 ? STORE_OK : rc;
+    /* Only now: fetching a statement may evict another from the cache. */
+    sqlite3_stmt *later = store_stmt(s, "SELECT " TARGET_COLS TARGET_FROM
+                                        "WHERE d.removed_at IS NULL AND d.next_probe_at IS NOT NULL "
+                                        "AND d.next_probe_at > ?1 AND d.next_probe_at <= ?2 "
+                                        "ORDER BY d.next_probe_at, d.id LIMIT ?3");
+    if (!later)
+        return STORE_ERR;
+    sqlite3_bind_int64(later, 1, after_at);
+    sqlite3_bind_int64(later, 2, now);
+    sqlite3_bind_int(later, 3, limit - n);
+    rc = due_rows(s, later, &n, cb, arg);
+    return rc > 0 ? STORE_OK : rc;
 }
 
 static int target_one(store_t *s, sqlite3_stmt *st, store_verify_target_t *out, const char *what)

@@ -26,13 +26,19 @@ typedef struct store_verify_target {
     char verification[128];
     char state[32];
     int verified;
+    int64_t next_probe_at;       /* where the row sits in the due order */
 } store_verify_target_t;
 
 /* Calls cb for up to limit active domains whose next_probe_at <= now,
- * soonest first (walks the domains_next_probe index). cb returns non-zero
- * to stop. The target is valid only during cb. */
+ * soonest first, ties by id (walks the domains_next_probe index). cb
+ * returns non-zero to stop. The target is valid only during cb. */
 int store_verify_due(store_t *s, int64_t now, int limit,
                      int (*cb)(const store_verify_target_t *t, void *arg), void *arg);
+/* The same walk resumed after the row (after_at = its next_probe_at,
+ * after_id): a scheduler continuing a sweep skips the rows it has already
+ * handed out and whose probes have not been recorded yet. */
+int store_verify_due_after(store_t *s, int64_t now, int64_t after_at, int64_t after_id, int limit,
+                           int (*cb)(const store_verify_target_t *t, void *arg), void *arg);
 /* The active domain with this id / hostname. STORE_NOTFOUND otherwise. */
 int store_verify_target_by_id(store_t *s, int64_t id, store_verify_target_t *out);
 int store_verify_target_by_host(store_t *s, const char *host, store_verify_target_t *out);

@@ -81,6 +81,7 @@
 #include "common/util.h"
 
 #define DNS_DEFAULT_MAX_INFLIGHT 512
+#define DNS_DEFAULT_MAX_TCP 256      /* TCP fallbacks at once: each holds a socket */
 #define DNS_DEFAULT_POOL 64          /* UDP sockets per server */
 #define DNS_DEFAULT_MAX_USES 256     /* queries a socket sends before retiring */
 #define DNS_DEFAULT_MAX_AGE_MS 5000
@@ -169,6 +170,7 @@ struct dns_resolver {
     int timeout_ms;
     int attempts;
     size_t max_inflight, ninflight, nqueued, ndeferred;
+    size_t max_tcp, ntcp;
     struct dns_qlist inflight, queue, timers, deferred;
     /* pool[server * pool_size + slot]; NULL slots open on first use */
     struct dns_sock **pool;
@@ -585,6 +587,7 @@ dns_resolver_t *dns_resolver_new(struct event_base *base, const char *const *ser
     r->timeout_ms = timeout_ms;
     r->attempts = attempts;
     r->max_inflight = DNS_DEFAULT_MAX_INFLIGHT;
+    r->max_tcp = DNS_DEFAULT_MAX_TCP;
     r->pool_size = DNS_DEFAULT_POOL;
     r->max_uses = DNS_DEFAULT_MAX_USES;
     r->max_age_ms = DNS_DEFAULT_MAX_AGE_MS;
@@ -692,6 +695,7 @@ static void q_detach(dns_query_t *q)
     if (q->fd >= 0) {
         close(q->fd);
         q->fd = -1;
+        r->ntcp--;
     }
     free(q->rbuf);
     q->rbuf = NULL;
@@ -753,6 +757,8 @@ void dns_resolver_set_max_inflight(dns_resolver_t *r, size_t max)
     r->max_inflight = max ? max : 1;
     (void)h_resize(r, r->max_inflight);
 }
+
+void dns_resolver_set_max_tcp(dns_resolver_t *r, size_t max) { r->max_tcp = max ? max : 1; }
 
 int dns_resolver_set_pool(dns_resolver_t *r, size_t sockets, unsigned max_uses, int max_age_ms)
 {
@@ -1070,7 +1076,15 @@ static void q_tcp_start(dns_query_t *q)
     memcpy(q->wire + 2 + DNS_HDR, q->name, q->nlen);
     q->caps = false;
     q->state = Q_TCP_WRITE;
+    if (r->ntcp >= r->max_tcp) {
+        /* Zones answering everything truncated must not take every fd. */
+        log_debug("dns.tcp_limited", "server=%s", srv->name);
+        q_defer(q, DNS_ERR_NETWORK);
+        return;
+    }
     q->fd = socket(srv->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (q->fd >= 0)
+        r->ntcp++;
     if (q->fd < 0 ||
         (connect(q->fd, (const struct sockaddr *)&srv->ss, srv->len) != 0 && errno != EINPROGRESS) ||
         !(q->ev = event_new(r->base, q->fd, EV_WRITE, on_tcp_event, q)) ||

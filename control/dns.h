@@ -70,6 +70,10 @@ void dns_resolver_free(dns_resolver_t *r);
 /* Queries beyond this many in flight wait in a FIFO queue. Default 512. UDP
  * attempts share the pooled sockets; only a TCP fallback holds its own. */
 void dns_resolver_set_max_inflight(dns_resolver_t *r, size_t max);
+/* TCP fallbacks open at once (default 256); a truncated answer beyond it
+ * ends that attempt as a network error, so fds stay bounded whatever the
+ * in-flight cap. */
+void dns_resolver_set_max_tcp(dns_resolver_t *r, size_t max);
 /* UDP source-port pool (trade-offs in the DESIGN comment of dns.c).
  * sockets: per server (0 = 64, at most 4096); each attempt leaves from one
  * picked at random. A socket is replaced by one on a new random port after

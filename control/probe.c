@@ -4,7 +4,12 @@
  * the CNAME chain one hop per query when the server did not return it whole
  * (an authoritative server answers only for its own zones), retry a SERVFAIL
  * with CD set to tell a DNSSEC failure from a broken server, and for CAA climb
- * to the parent names (RFC 8659). Lookups write plain facts
+ * to the parent names (RFC 8659). The climb's first PROBE_CAA_LEVELS names are
+ * asked at once, each by its own lookup, and the highest of them climbs on
+ * alone: most names have no CAA anywhere, so a climb asks every level anyway
+ * and asking them together saves round trips, which is what bounds a sweep's
+ * probes per second at a given concurrency. caa_settle then keeps the level a
+ * climb one name at a time would have stopped at. Lookups write plain facts
  * (probe_facts_t); when the last one ends probe_decide turns the facts into
  * the result, so everything that matters is testable without a network.
  *
@@ -15,7 +20,6 @@
 #include "control/probe.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +33,7 @@
 #define PROBE_SUMMARY_MAX 255
 #define PROBE_DEFAULT_ACTIVE 256
 #define PROBE_DEFAULT_DEADLINE_MS 15000
+#define PROBE_CAA_LEVELS 3 /* CAA names asked at once: the hostname and two parents */
 
 static const char *const hint_names[PROBE_HINT_COUNT] = {
     "ok", "missing", "nxdomain", "wrong_target", "wrong_type", "cloudflare_proxy",
@@ -124,19 +129,49 @@ static char *sb_take(sb_t *b)
 
 /* ---- names ----------------------------------------------------------------- */
 
+/* One byte of a label in presentation form, as ldns_rdf2str writes it
+ * (RFC 1035 5.1 escapes: "\c" for . ; ( ) \, "\DDD" outside printable
+ * ASCII), letters in lower case. Returns the bytes written (<= 4). */
+static size_t label_byte(uint8_t c, char *out)
+{
+    if (c == '.' || c == ';' || c == '(' || c == ')' || c == '\\') {
+        out[0] = '\\';
+        out[1] = (char)c;
+        return 2;
+    }
+    if (c <= ' ' || c >= 0x7f)
+        return (size_t)snprintf(out, 5, "\\%03u", c);
+    out[0] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+    return 1;
+}
+
+/* A wire-format name as lower-case text without the final dot ("." for
+ * the root), written here rather than with ldns_rdf2str and tolower: that
+ * formats every byte through printf, and it ran for every owner name of
+ * every answer a sweep reads. NULL for a malformed or over-long name. */
 static char *dname_str(const ldns_rdf *d)
 {
     if (!d || ldns_rdf_get_type(d) != LDNS_RDF_TYPE_DNAME)
         return NULL;
-    char *s = ldns_rdf2str(d);
-    if (!s)
+    const uint8_t *w = ldns_rdf_data(d);
+    size_t size = ldns_rdf_size(d), pos = 0, o = 0;
+    char buf[LDNS_MAX_DOMAINLEN * 4 + 2];
+    if (size == 0 || size > LDNS_MAX_DOMAINLEN)
         return NULL;
-    size_t n = strlen(s);
-    if (n > 1 && s[n - 1] == '.')
-        s[n - 1] = '\0';
-    for (char *c = s; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    return s;
+    if (size == 1)
+        return strdup(".");
+    while (pos < size && w[pos] > 0) {
+        size_t len = w[pos++];
+        if (len > 63 || pos + len >= size)
+            return NULL;
+        if (o)
+            buf[o++] = '.';
+        for (size_t i = 0; i < len; i++)
+            o += label_byte(w[pos + i], buf + o);
+        pos += len;
+    }
+    buf[o] = '\0';
+    return strdup(buf);
 }
 
 char *probe_normalize_name(const char *name)
@@ -936,7 +971,7 @@ fail:
 
 /* ---- async probes ------------------------------------------------------------ */
 
-enum { LK_A, LK_AAAA, LK_TXT, LK_CAA, LK_COUNT };
+enum { LK_A, LK_AAAA, LK_TXT, LK_CAA, LK_COUNT = LK_CAA + PROBE_CAA_LEVELS };
 
 struct probe_lookup {
     probe_t *p;
@@ -948,6 +983,7 @@ struct probe_lookup {
     dns_query_t *q;
     bool cd;
     bool active;
+    bool climbs; /* CAA: the highest level asked, which climbs on alone */
 };
 
 struct probe {
@@ -959,6 +995,8 @@ struct probe {
     size_t nedge;
     probe_request_t req; /* points at the copies above */
     probe_answers_t ans;
+    probe_facts_t caa_up[PROBE_CAA_LEVELS - 1]; /* CAA of the parents asked at once */
+    size_t ncaa_up;
     struct probe_lookup lk[LK_COUNT];
     int pending;
     struct event *ev; /* deadline, and finishing outside probe_run */
@@ -1006,6 +1044,8 @@ static void probe_free(probe_t *p)
     probe_facts_clear(&p->ans.aaaa);
     probe_facts_clear(&p->ans.txt);
     probe_facts_clear(&p->ans.caa);
+    for (size_t i = 0; i < PROBE_CAA_LEVELS - 1; i++)
+        probe_facts_clear(&p->caa_up[i]);
     if (p->ev)
         event_free(p->ev);
     for (size_t i = 0; i < p->nedge; i++)
@@ -1046,11 +1086,33 @@ static void pump(probe_ctx_t *ctx)
     }
 }
 
+/* A climb goes on past a name only when it was answered and holds no CAA. */
+static bool caa_climbs_past(const probe_facts_t *f)
+{
+    return (f->status == DNS_OK || f->status == DNS_ERR_NXDOMAIN) && f->nvalues == 0;
+}
+
+/* Puts into ans.caa the level a climb one name at a time would have
+ * stopped at: the lowest with CAA records or a failed lookup, else the
+ * highest asked (its own climb included). */
+static void caa_settle(probe_t *p)
+{
+    probe_facts_t *pick = &p->ans.caa;
+    for (size_t i = 0; i < p->ncaa_up && caa_climbs_past(pick); i++)
+        pick = &p->caa_up[i];
+    if (pick == &p->ans.caa)
+        return;
+    probe_facts_t tmp = p->ans.caa;
+    p->ans.caa = *pick;
+    *pick = tmp;
+}
+
 /* Decides, frees the probe and calls back last: the callback may free ctx. */
 static void probe_finish(probe_t *p)
 {
     probe_ctx_t *ctx = p->ctx;
     probe_result_t res;
+    caa_settle(p);
     if (probe_decide(&p->req, &p->ans, &res) != 0)
         log_warn("probe.decide_failed", "host=%s reason=memory", p->hostname);
     else
@@ -1173,7 +1235,7 @@ static void on_lookup(dns_status_t st, ldns_pkt *pkt, void *arg)
         lk_ask(lk, next, 0);
         return;
     }
-    if (lk->type == LDNS_RR_TYPE_CAA && f->nvalues == 0 && caa_climb(lk))
+    if (lk->type == LDNS_RR_TYPE_CAA && lk->climbs && f->nvalues == 0 && caa_climb(lk))
         return;
     lk_done(lk);
 }
@@ -1217,6 +1279,25 @@ static void lk_launch(probe_t *p, int i, probe_facts_t *f, ldns_rr_type type, co
     lk_ask(lk, name, 0);
 }
 
+/* CAA of the hostname and of its parents up to PROBE_CAA_LEVELS names, the
+ * same names caa_climb would ask (never a TLD). */
+static void caa_launch(probe_t *p)
+{
+    const char *name = p->hostname;
+    int top = LK_CAA;
+    lk_launch(p, LK_CAA, &p->ans.caa, LDNS_RR_TYPE_CAA, name, NULL);
+    for (size_t i = 0; i < PROBE_CAA_LEVELS - 1; i++) {
+        const char *dot = strchr(name, '.');
+        if (!dot || !strchr(dot + 1, '.'))
+            break;
+        name = dot + 1;
+        top = LK_CAA + 1 + (int)i;
+        p->ncaa_up = i + 1;
+        lk_launch(p, top, &p->caa_up[i], LDNS_RR_TYPE_CAA, name, NULL);
+    }
+    p->lk[top].climbs = true;
+}
+
 static void probe_start(probe_t *p)
 {
     probe_ctx_t *ctx = p->ctx;
@@ -1235,7 +1316,7 @@ static void probe_start(probe_t *p)
         }
     }
     if (p->ca)
-        lk_launch(p, LK_CAA, &p->ans.caa, LDNS_RR_TYPE_CAA, p->hostname, NULL);
+        caa_launch(p);
     p->starting = false;
     if (p->pending == 0)
         arm(p, 0);

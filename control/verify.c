@@ -1,12 +1,17 @@
 /* DESIGN
  * The scheduler keeps no per-domain state in memory. domains.next_probe_at
- * (with its partial index) is the queue: every tick, and after every batch
- * is recorded while more domains are due, claim() reads the soonest due rows
- * and starts probes until [verify] concurrency jobs exist. A job lives from
- * its probe's start until its result is committed; an index of jobs by
- * domain id lets claim() skip rows whose probe is still running (their
- * next_probe_at has not moved yet), so nothing is written to claim a row and
- * a crash simply leaves rows due.
+ * (with its partial index) is the queue: every tick, and whenever a quarter
+ * of the probe slots has freed while more domains are due (once per loop
+ * turn), claim() reads due rows and starts probes until [verify] concurrency
+ * probes run. A job lives from its probe's start until its result is
+ * committed, but holds its slot only while the probe runs: waiting for the
+ * commit in a slot left the slots idle for a flush delay per round, which
+ * capped a sweep at concurrency / (probe time + flush delay). An index of
+ * jobs by domain id lets claim() skip rows whose result is not committed yet
+ * (their next_probe_at has not moved), so nothing is written to claim a row
+ * and a crash simply leaves rows due. A sweep reads on from a cursor (the
+ * last row it handed out) instead of from the soonest row, so those rows are
+ * not read again on every claim; it starts over at the end of the due list.
  *
  * Results are recorded in batches: a finished probe joins the done list, and
  * flush() writes every done job in one transaction (check + state + event per
@@ -49,6 +54,8 @@
 #define VERIFY_MAX_SERVERS 8
 #define VERIFY_MAX_API_JOBS 1024 /* API probes in flight; beyond, 503 */
 #define VERIFY_URGENT_ROOM 64    /* probe slots beyond [verify] concurrency for API and edge */
+#define VERIFY_LOOKUPS_PER_PROBE 6 /* A, AAAA, TXT and three CAA levels (probe.c) */
+#define VERIFY_MAX_DNS_INFLIGHT 65536
 #define HINT_SETS 256
 #define HINT_WAYS 4
 
@@ -62,7 +69,7 @@ struct job {
     int64_t domain_id;
     enum origin origin;
     verify_kind_t kind;
-    bool indexed, hinted;
+    bool indexed, hinted, probed;
     int64_t start_us;
     /* the result */
     verify_result_t res;
@@ -98,10 +105,13 @@ struct verify {
     bool swap_pending;
     char **addrs;
     size_t naddrs;
-    struct event *tick_ev, *flush_ev;
+    struct event *tick_ev, *flush_ev, *claim_ev;
     bool flush_armed;
     struct job_list running, done;
     size_t nrunning, ndone, nsched, nhint, napi;
+    size_t nsched_probing;       /* scheduler jobs whose probe still runs: what concurrency bounds */
+    bool cursor;                 /* a sweep is under way: claim resumes after (cursor_at, cursor_id) */
+    int64_t cursor_at, cursor_id;
     struct job *ids[VERIFY_ID_BUCKETS];
     struct hint_slot hints[HINT_SETS * HINT_WAYS];
     bool more, stopping;
@@ -282,16 +292,25 @@ static int load_addrs(struct verify *v, const char *spec)
     return 0;
 }
 
-/* Each in-flight DNS query holds a socket: stay well inside the fd limit. */
+/* A running probe asks at most six lookups at once (A, AAAA, TXT, CAA ×3),
+ * and UDP queries share the resolver's pooled sockets, so the in-flight cap
+ * follows the probes rather than the fd limit: with fewer, a sweep's
+ * queries would wait in the resolver's queue behind each other. */
 static size_t dns_inflight_cap(int concurrency)
 {
-    size_t want = (size_t)concurrency * 4, lim = 4096;
+    size_t want = ((size_t)concurrency + VERIFY_URGENT_ROOM) * VERIFY_LOOKUPS_PER_PROBE;
+    return want > VERIFY_MAX_DNS_INFLIGHT ? VERIFY_MAX_DNS_INFLIGHT : want;
+}
+
+/* Only a TCP fallback holds a socket of its own: those stay within a
+ * quarter of the fd limit, leaving the rest to the edge and the API. */
+static size_t dns_tcp_cap(void)
+{
+    size_t lim = 256;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < lim)
-        lim = rl.rlim_cur / 2;
-    if (want > lim)
-        want = lim;
-    return want < 16 ? 16 : want;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < lim)
+        lim = rl.rlim_cur / 4;
+    return lim < 4 ? 4 : lim;
 }
 
 static int deadline_ms(const config_t *cfg)
@@ -321,6 +340,7 @@ static int build_dns(struct verify *v, const config_t *cfg, dns_resolver_t **r_o
     if (!r)
         goto fail;
     dns_resolver_set_max_inflight(r, dns_inflight_cap(cfg->probe_concurrency));
+    dns_resolver_set_max_tcp(r, dns_tcp_cap());
     /* 0x20: random letter case in every query name, checked in the answer,
      * adds entropy against spoofed answers on top of ports and IDs. */
     dns_resolver_set_0x20(r, true);
@@ -425,9 +445,10 @@ static struct job *job_new(struct verify *v, const store_verify_target_t *t, enu
         *b = j;
         j->indexed = true;
     }
-    if (o == O_SCHED)
+    if (o == O_SCHED) {
         v->nsched++;
-    else if (o == O_HINT)
+        v->nsched_probing++;
+    } else if (o == O_HINT)
         v->nhint++;
     else
         v->napi++;
@@ -438,9 +459,11 @@ static void job_free(struct job *j)
 {
     struct verify *v = j->v;
     job_unindex(j);
-    if (j->origin == O_SCHED)
+    if (j->origin == O_SCHED) {
         v->nsched--;
-    else if (j->origin == O_HINT)
+        if (!j->probed)
+            v->nsched_probing--;
+    } else if (j->origin == O_HINT)
         v->nhint--;
     else
         v->napi--;
@@ -467,7 +490,7 @@ static void want_flush(struct verify *v, bool now)
 {
     if (v->stopping)
         return;
-    if (now || v->ndone >= VERIFY_FLUSH_BATCH) {
+    if (now || v->ndone >= VERIFY_FLUSH_BATCH || v->ndone >= (size_t)v->c->cfg->probe_concurrency) {
         event_active(v->flush_ev, EV_TIMEOUT, 0);
         return;
     }
@@ -478,7 +501,12 @@ static void want_flush(struct verify *v, bool now)
     }
 }
 
-/* A running job has its result: it waits for the next commit. */
+static size_t claim_room(const struct verify *v);
+
+/* A running job has its result: it waits for the next commit. Its
+ * concurrency slot frees now, not at the commit: the probe no longer runs,
+ * and waiting for the commit would idle the slots for a flush delay per
+ * round. It stays in the id index, so claim() does not probe it again. */
 static void job_done(struct job *j)
 {
     struct verify *v = j->v;
@@ -486,6 +514,12 @@ static void job_done(struct job *j)
     v->nrunning--;
     TAILQ_INSERT_TAIL(&v->done, j, link);
     v->ndone++;
+    if (j->origin == O_SCHED && !j->probed) {
+        j->probed = true;
+        v->nsched_probing--;
+        if (v->more && !v->stopping && claim_room(v) > 0)
+            event_active(v->claim_ev, EV_TIMEOUT, 0); /* once per loop turn, however many finish */
+    }
     want_flush(v, j->origin != O_SCHED || j->hinted);
 }
 
@@ -766,38 +800,87 @@ struct claim_ctx {
 static int claim_one(const store_verify_target_t *t, void *arg)
 {
     struct claim_ctx *cc = arg;
-    if (job_find(cc->v, t->id))
-        return 0; /* its probe is still running */
-    struct job *j = job_new(cc->v, t, O_SCHED, VERIFY_RECORD);
+    struct verify *v = cc->v;
+    v->cursor = true;
+    v->cursor_at = t->next_probe_at;
+    v->cursor_id = t->id;
+    if (job_find(v, t->id))
+        return 0; /* its probe is running or its result awaits the commit */
+    struct job *j = job_new(v, t, O_SCHED, VERIFY_RECORD);
     if (!j) {
         cc->failed = true;
         return 1;
     }
-    if (job_start(cc->v, j, t) != 0)
+    if (job_start(v, j, t) != 0)
         return 0;
     return ++cc->started >= cc->want;
 }
 
-static void claim(struct verify *v)
+/* Probes that may start now; 0 until a quarter of the capacity is free
+ * (bigger, fewer reads). Probes running stay within [verify] concurrency,
+ * and with the results awaiting their commit within twice that (want_flush
+ * commits once `concurrency` results wait), so memory stays bounded even
+ * when commits are slow. */
+static size_t claim_room(const struct verify *v)
 {
     size_t cap = (size_t)v->c->cfg->probe_concurrency;
-    if (v->stopping || v->swap_pending || v->nsched >= cap)
-        return;
-    size_t want = cap - v->nsched;
+    if (v->nsched_probing >= cap || v->nsched >= 2 * cap)
+        return 0;
+    size_t want = cap - v->nsched_probing;
+    if (want > 2 * cap - v->nsched)
+        want = 2 * cap - v->nsched;
     if (want > VERIFY_BATCH)
         want = VERIFY_BATCH;
-    /* Wait for a quarter of the capacity to free up: bigger, fewer reads. */
-    if (v->nsched > 0 && want < cap / 4)
+    if (v->nsched_probing > 0 && want < cap / 4 && want < VERIFY_BATCH)
+        return 0;
+    return want;
+}
+
+/* One read of the due list. A sweep continues after the last row it handed
+ * out, so rows whose probes still run (their next_probe_at moves only at the
+ * commit) are not read again and again; it starts over from the soonest row
+ * once it reaches the end, which also picks up rows whose recording failed
+ * or that became due earlier than the cursor. */
+static int claim_read(struct verify *v, struct claim_ctx *cc, int64_t now)
+{
+    int limit = (int)(cc->want - cc->started + njobs(v));
+    if (v->cursor)
+        return store_verify_due_after(v->c->store, now, v->cursor_at, v->cursor_id, limit, claim_one, cc);
+    return store_verify_due(v->c->store, now, limit, claim_one, cc);
+}
+
+static void claim(struct verify *v)
+{
+    if (v->stopping || v->swap_pending)
+        return;
+    size_t want = claim_room(v);
+    if (want == 0)
         return;
     struct claim_ctx cc = { .v = v, .want = want };
-    int limit = (int)(want + njobs(v));
-    if (store_verify_due(v->c->store, util_now_ms(), limit, claim_one, &cc) != STORE_OK || cc.failed) {
-        v->more = false;
+    int64_t now = util_now_ms();
+    bool resumed = v->cursor;
+    int rc = claim_read(v, &cc, now);
+    if (rc == STORE_OK && !cc.failed && cc.started < want) {
+        /* The end of the due list: the sweep is over. */
+        v->cursor = false;
+        if (resumed) {
+            rc = claim_read(v, &cc, now);
+            if (cc.started < want)
+                v->cursor = false;
+        }
+    }
+    if (rc != STORE_OK || cc.failed) {
+        v->more = v->cursor = false;
         return;
     }
     v->more = cc.started == want;
     if (cc.started)
         log_debug("verify.claimed", "n=%zu inflight=%zu", cc.started, v->nrunning);
+}
+
+static void on_claim(evutil_socket_t fd, short what, void *arg)
+{
+    claim(arg);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -952,7 +1035,8 @@ struct verify *verify_new(struct control *c, char **err)
     }
     if (remember_dns_config(v, c->cfg) != 0 || load_addrs(v, c->cfg->edge_addresses) != 0 ||
         !(v->tick_ev = event_new(c->base, -1, EV_PERSIST, on_tick, v)) ||
-        !(v->flush_ev = event_new(c->base, -1, 0, on_flush, v)) || arm_tick(v) != 0) {
+        !(v->flush_ev = event_new(c->base, -1, 0, on_flush, v)) ||
+        !(v->claim_ev = event_new(c->base, -1, 0, on_claim, v)) || arm_tick(v) != 0) {
         *err = strdup("cannot set up verification: out of memory");
         goto fail;
     }
@@ -995,6 +1079,8 @@ void verify_stop(struct verify *v)
         event_del(v->tick_ev);
     if (v->flush_ev)
         event_del(v->flush_ev);
+    if (v->claim_ev)
+        event_del(v->claim_ev);
     while ((j = TAILQ_FIRST(&v->running))) {
         TAILQ_REMOVE(&v->running, j, link);
         v->nrunning--;
@@ -1031,6 +1117,8 @@ void verify_free(struct verify *v)
         event_free(v->tick_ev);
     if (v->flush_ev)
         event_free(v->flush_ev);
+    if (v->claim_ev)
+        event_free(v->claim_ev);
     probe_ctx_free(v->probes);
     dns_resolver_free(v->resolver);
     free_addrs(v);

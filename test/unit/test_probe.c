@@ -572,6 +572,36 @@ static void test_normalize(void **state)
     assert_null(probe_normalize_name("a..b"));
 }
 
+/* probe.c writes names itself: it must agree with ldns_rdf2str (then lower
+ * case, no final dot) on every escape. */
+static void test_normalize_matches_ldns(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "WWW.Example.COM.", ".", "a\\.b.Test", "x\\;y.test", "p\\(q\\).test", "back\\\\slash.test",
+        "sp\\032ace.test", "nul\\000.test", "hi\\200\\255.test", "del\\127.test", "Tilde~_-.Test",
+        "xn--bcher-kva.example", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        ldns_rdf *d = ldns_dname_new_frm_str(names[i]);
+        assert_non_null(d);
+        char *want = ldns_rdf2str(d);
+        assert_non_null(want);
+        size_t n = strlen(want);
+        if (n > 1 && want[n - 1] == '.')
+            want[n - 1] = '\0';
+        for (char *c = want; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c | 0x20);
+        char *got = probe_normalize_name(names[i]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+        ldns_rdf_deep_free(d);
+    }
+}
+
 /* ---- async path against a fake authoritative server --------------------- */
 
 static const char *const fake_zone[] = {
@@ -584,6 +614,9 @@ static const char *const fake_zone[] = {
     "cust.test. CAA 0 issue \"letsencrypt.org\"",
     "blocked.test. CAA 0 issue \"digicert.com\"",
     "www.blocked.test. CNAME edge.hee.la.",
+    "own.blocked.test. A 192.0.2.10",
+    "own.blocked.test. CAA 0 issue \"letsencrypt.org\"",
+    "d.e.f.cust.test. CNAME edge.hee.la.",
     "bogus.cust.test. CNAME edge.hee.la.",
     "_customdomain-challenge.txt.cust.test. TXT \"tok-1\"",
 };
@@ -786,6 +819,18 @@ static void test_async_paths(void **state)
     assert_false(o.verified);
     assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
 
+    /* CAA levels are asked at once; the lowest with records decides, as a
+     * climb would: the hostname's own CAA allows, its parent's would not. */
+    o = run_one("own.blocked.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_non_null(strstr(o.json, "{\"type\":\"CAA\",\"name\":\"own.blocked.test\",\"found\":[\"0 issue "
+                                   "letsencrypt.org\"]"));
+
+    /* Deeper than the levels asked at once: the highest climbs on alone. */
+    o = run_one("d.e.f.cust.test", PROBE_M_CNAME, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_non_null(strstr(o.json, "{\"type\":\"CAA\",\"name\":\"cust.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+
     o = run_one("bogus.cust.test", PROBE_M_CNAME, NULL, NULL, 0);
     assert_false(o.verified);
     assert_int_equal(o.hint, PROBE_HINT_DNSSEC_BOGUS);
@@ -864,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_absorb_loop_and_length),
         cmocka_unit_test(test_absorb_values),
         cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_normalize_matches_ldns),
         cmocka_unit_test(test_async_paths),
         cmocka_unit_test(test_async_deadline),
         cmocka_unit_test(test_async_queue_and_cancel),
