@@ -288,3 +288,141 @@ int store_checkpoint(store_t *s)
         return store_fail(s, "checkpoint");
     return STORE_OK;
 }
+
+/* ---- connection tuning, savepoints and the read-lock pin ---- */
+
+int store_tune_reads(store_t *s, int64_t bytes)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA mmap_size=%lld", (long long)bytes);
+    if (sqlite3_exec(store_db(s), sql, NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, "mmap_size");
+    return STORE_OK;
+}
+
+/* ---- savepoints ---- */
+
+static int exec_cached(store_t *s, const char *sql, const char *what)
+{
+    sqlite3_stmt *st = store_stmt(s, sql);
+    if (!st)
+        return STORE_ERR;
+    int rc = store_step_rc(s, sqlite3_step(st), what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_savepoint(store_t *s)
+{
+    return exec_cached(s, "SAVEPOINT unit", "savepoint");
+}
+
+int store_savepoint_release(store_t *s)
+{
+    return exec_cached(s, "RELEASE unit", "savepoint.release");
+}
+
+void store_savepoint_undo(store_t *s)
+{
+    /* ROLLBACK TO keeps the savepoint open; RELEASE then drops it. */
+    if (exec_cached(s, "ROLLBACK TO unit", "savepoint.undo") == STORE_OK)
+        exec_cached(s, "RELEASE unit", "savepoint.release");
+}
+
+/* ---- read-lock pin ---- */
+
+/* SQLite's default automatic checkpoint threshold (frames), kept as is. */
+#define PIN_AUTOCHECKPOINT 1000
+
+struct store_pin {
+    store_t *rw;
+    store_t *ro;
+    int held;
+};
+
+/* SQLite's wal hook on the read-write handle, after each commit: drop the
+ * pin, then checkpoint as SQLite's default hook does. */
+static int pin_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    store_pin_release(arg);
+    if (frames >= PIN_AUTOCHECKPOINT)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+store_pin_t *store_pin_new(store_t *s, const char *path, char **err)
+{
+    store_pin_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    p->rw = s;
+    if (!(p->ro = store_open(path, STORE_RO, err))) {
+        free(p);
+        return NULL;
+    }
+    sqlite3_wal_hook(store_db(s), pin_on_commit, p);
+    return p;
+}
+
+void store_pin_hold(store_pin_t *p)
+{
+    if (!p || p->held)
+        return;
+    /* BEGIN defers the read transaction to the first read; the schema
+     * cookie is the cheapest read there is (page 1, already cached). */
+    sqlite3_stmt *b = store_stmt(p->ro, "BEGIN");
+    if (!b || sqlite3_step(b) != SQLITE_DONE)
+        return;
+    sqlite3_reset(b);
+    sqlite3_stmt *r = store_stmt(p->ro, "PRAGMA schema_version");
+    int step = r ? sqlite3_step(r) : SQLITE_ERROR;
+    if (r)
+        sqlite3_reset(r);
+    p->held = 1;
+    if (step != SQLITE_ROW)
+        store_pin_release(p);
+}
+
+void store_pin_release(store_pin_t *p)
+{
+    if (!p || !p->held)
+        return;
+    p->held = 0;
+    /* COMMIT of a read transaction only drops its lock; ROLLBACK, if that
+     * fails, does the same. */
+    sqlite3_stmt *st = store_stmt(p->ro, "COMMIT");
+    int step = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (st)
+        sqlite3_reset(st);
+    if (step != SQLITE_DONE)
+        sqlite3_exec(store_db(p->ro), "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_pin_held(const store_pin_t *p)
+{
+    return p && p->held;
+}
+
+store_t *store_pin_store(store_pin_t *p)
+{
+    return p ? p->ro : NULL;
+}
+
+void store_pin_free(store_pin_t *p)
+{
+    if (!p)
+        return;
+    store_pin_release(p);
+    sqlite3_wal_autocheckpoint(store_db(p->rw), PIN_AUTOCHECKPOINT); /* SQLite's own hook again */
+    store_close(p->ro);
+    free(p);
+}
+
+int store_tune_writes(store_t *s)
+{
+    if (sqlite3_exec(store_db(s), "PRAGMA temp_store=MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(s, "temp_store");
+    return STORE_OK;
+}

@@ -49,6 +49,53 @@ int store_in_tx(const store_t *s);
 /* Forces a WAL checkpoint (clean shutdown). */
 int store_checkpoint(store_t *s);
 
+/* ---- savepoints, the read-lock pin and connection tuning ---- */
+/* A savepoint inside the caller's transaction (store_begin), one level
+ * deep: a unit of work — one registration of a batch — that can be undone
+ * without losing the rest of the transaction. _undo leaves the transaction
+ * as it was at _savepoint and open. */
+int store_savepoint(store_t *s);
+int store_savepoint_release(store_t *s);
+void store_savepoint_undo(store_t *s);
+
+/* Read-lock pin (SQLite on the unix VFS): a read-only connection that keeps
+ * a read transaction open beside the read-write handle s in this process.
+ * While it does, the WAL read lock each of s's statements takes is one the
+ * process already holds, and SQLite takes it without the two fcntl() calls
+ * it otherwise makes per statement. Statements on s still see every commit
+ * at once: the pin changes what locks cost, never what a query returns.
+ * SQLite would not let a checkpoint pass a held pin, so it is released after
+ * every commit on s (before SQLite's automatic checkpoint, which s then runs
+ * as it would by default) and must be released before a checkpoint that
+ * has to finish (shutdown). store_pin_free restores s's default. */
+typedef struct store_pin store_pin_t;
+store_pin_t *store_pin_new(store_t *s, const char *path, char **err);
+/* Takes the pin if it is not held; best effort (a failure costs only speed). */
+void store_pin_hold(store_pin_t *p);
+void store_pin_release(store_pin_t *p);
+int store_pin_held(const store_pin_t *p);
+/* The pin's read-only handle (owned by the pin). While the pin is held, a
+ * statement on it runs inside the pin's open read transaction — no lock,
+ * no file check, no transaction of its own — and sees the store as of when
+ * the pin was taken: every commit on s (which releases the pin), and
+ * another process's commits up to the pin's age. */
+store_t *store_pin_store(store_pin_t *p);
+void store_pin_free(store_pin_t *p);
+
+/* Lets this connection read the file through mmap (up to bytes) rather than
+ * a pread per page: resolve lookups over a million rows then cost no system
+ * call beyond the WAL read lock. Best effort; for the control connection
+ * and its resolve pin. */
+int store_tune_reads(store_t *s, int64_t bytes);
+
+/* For a connection that runs savepoints (registration batches): keeps
+ * SQLite's savepoint journal in memory. Each savepoint copies the pages its
+ * unit changes (a dozen for a registration); past 64 KiB SQLite otherwise
+ * moves that journal to a temporary file and writes every copy to it.
+ * Temporary tables and sorts of this connection then live in memory too.
+ * Best effort; for the control connection. */
+int store_tune_writes(store_t *s);
+
 /* ---- for the area modules only (store_*.c) ---- */
 /* Returns the cached statement for this SQL text (keyed by the pointer, so
  * pass string literals), reset and with bindings cleared. NULL on error. */

@@ -1,9 +1,9 @@
 /* api: router, authentication, rate limiting, JSON plumbing.
  *
  * DESIGN
- * Every request not claimed by control.c's fixed paths (/healthz, /readyz,
- * /metrics) arrives at on_request() through evhttp's generic callback. The
- * router matches the raw path against the route table (segments, {captures}),
+ * Every request on the API listener arrives at on_request() from api_http
+ * (our own HTTP/1.1 server on the socket control.c bound): /healthz, /readyz
+ * and /metrics are answered first, then the router matches the raw path against the route table (segments, {captures}),
  * answers 404/405 itself, authenticates the bearer token, applies the
  * token's rate limit, validates the body, and calls the handler with an
  * api_req_t. Errors are always {"error":{"code","message","ref"}}.
@@ -41,6 +41,7 @@
 #include "common/store_token.h"
 #include "common/store_usage.h"
 #include "common/util.h"
+#include "control/api_http.h"
 #include "control/ctl.h"
 
 #define MAX_ROUTES 128
@@ -99,6 +100,7 @@ struct api {
     EVP_MD_CTX *md;
     struct api_domains *domains;
     struct api_resolve *resolve;
+    api_http_t *http;
 };
 
 /* ---- small helpers ---- */
@@ -123,11 +125,16 @@ static const char *reason_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
@@ -175,16 +182,24 @@ static const char *http_date(api_t *a)
     return a->date;
 }
 
-static void finish(api_req_t *r, int status, struct evbuffer *body)
+void api_reply_header(api_req_t *r, const char *name, const char *value)
+{
+    size_t room = sizeof(r->_hdrs) - r->_hdrs_len;
+    int n = snprintf(r->_hdrs + r->_hdrs_len, room, "%s: %s\r\n", name, value);
+    if (n > 0 && (size_t)n < room)
+        r->_hdrs_len += (size_t)n;
+    else
+        r->_hdrs[r->_hdrs_len] = '\0';
+}
+
+static void finish(api_req_t *r, int status, const char *content_type, const void *data, size_t len)
 {
     struct control *c = r->c;
-    const char *date = http_date(r->api);
-    if (date[0])
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Date", date);
     if (status >= 400)
         metrics_inc(c->hub->metrics, M_API_ERRORS);
     metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
-    evhttp_send_reply(r->req, status, reason_phrase(status), body);
+    api_http_reply(r->hreq, status, reason_phrase(status), http_date(r->api), content_type, r->_hdrs, r->_hdrs_len,
+                   data, len, r->_close);
     r->_done = 1;
     /* A deferred request replied to later is ours to free here; one answered
      * during dispatch is freed by on_request. */
@@ -194,12 +209,7 @@ static void finish(api_req_t *r, int status, struct evbuffer *body)
 
 void api_reply_raw(api_req_t *r, int status, const char *content_type, const void *data, size_t len)
 {
-    struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
-    if (content_type)
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type", content_type);
-    if (len)
-        evbuffer_add(out, data, len);
-    finish(r, status, NULL);
+    finish(r, status, content_type, data, len);
 }
 
 void api_reply_json_text(api_req_t *r, int status, const char *text, size_t len)
@@ -221,7 +231,7 @@ void api_reply_json(api_req_t *r, int status, json_t *body)
 
 void api_reply_empty(api_req_t *r)
 {
-    finish(r, 204, NULL);
+    finish(r, 204, NULL, NULL, 0);
 }
 
 static const char *make_ref(api_req_t *r)
@@ -241,7 +251,7 @@ __attribute__((format(printf, 4, 0))) static void verror(api_req_t *r, int statu
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
     if (status == 401)
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate", "Bearer");
+        api_reply_header(r, "WWW-Authenticate", "Bearer");
     log_debug("api.error", "ref=%s status=%d code=%s method=%s path=%.200s", r->_ref, status, code,
               method_name(r->method), r->path ? r->path : "");
     if (text) {
@@ -393,7 +403,7 @@ static void reply_allow(api_req_t *r, unsigned allow, int status)
         if (order[i] == API_GET)
             strcat(buf, ", HEAD");
     }
-    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", buf);
+    api_reply_header(r, "Allow", buf);
     if (status == 204)
         api_reply_empty(r);
     else
@@ -484,8 +494,16 @@ static int token_hash(api_t *a, const char *tok, size_t len, unsigned char out[C
 /* Returns the cache entry for the bearer token, or NULL after replying. */
 static struct tok_entry *authenticate(api_req_t *r)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Authorization");
-    if (!h)
+    size_t hlen = 0;
+    const char *hv = api_http_header(r->hreq, "Authorization", &hlen);
+    char h[320];
+    if (hv && hlen >= sizeof(h))
+        hlen = sizeof(h) - 1; /* still over the 256-byte token limit below */
+    if (hv) {
+        memcpy(h, hv, hlen);
+        h[hlen] = '\0';
+    }
+    if (!hv)
         return api_error(r, 401, "unauthorized", "%s", "missing Authorization: Bearer <token>"), NULL;
     if (strncasecmp(h, "Bearer ", 7) != 0)
         return api_error(r, 401, "unauthorized", "%s", "expected Authorization: Bearer <token>"), NULL;
@@ -655,8 +673,7 @@ static int json_content_type(const char *ct)
 
 static int read_body(api_req_t *r, const struct route *rt)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-    size_t len = evbuffer_get_length(in);
+    size_t len = r->hreq->body_len;
     const config_t *cfg = r->c->cfg;
     if (len > (size_t)cfg->api_max_body)
         return api_error(r, 413, "invalid", "request body is %zu bytes; the limit is %d", len, cfg->api_max_body), -1;
@@ -670,10 +687,16 @@ static int read_body(api_req_t *r, const struct route *rt)
             return api_error(r, 400, "invalid", "%s", "a JSON object body is required"), -1;
         return 0;
     }
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Content-Type");
-    if (!json_content_type(ct))
+    size_t ctlen = 0;
+    const char *ctv = api_http_header(r->hreq, "Content-Type", &ctlen);
+    char ct[256];
+    if (ctv && ctlen < sizeof(ct)) {
+        memcpy(ct, ctv, ctlen);
+        ct[ctlen] = '\0';
+    }
+    if (!ctv || ctlen >= sizeof(ct) || !json_content_type(ct))
         return api_error(r, 415, "invalid", "%s", "Content-Type must be application/json"), -1;
-    r->body_raw = (const char *)evbuffer_pullup(in, -1);
+    r->body_raw = r->hreq->body;
     r->body_len = len;
     json_error_t jerr;
     r->body = json_loadb(r->body_raw, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -688,17 +711,17 @@ static int read_body(api_req_t *r, const struct route *rt)
 
 /* ---- dispatch ---- */
 
-static unsigned req_method(struct evhttp_request *req, int *is_options)
+static unsigned req_method(const api_http_req_t *hr, int *is_options)
 {
     *is_options = 0;
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-    case EVHTTP_REQ_HEAD: return API_GET;
-    case EVHTTP_REQ_POST: return API_POST;
-    case EVHTTP_REQ_PUT: return API_PUT;
-    case EVHTTP_REQ_PATCH: return API_PATCH;
-    case EVHTTP_REQ_DELETE: return API_DELETE;
-    case EVHTTP_REQ_OPTIONS: *is_options = 1; return 0;
+    switch (hr->method) {
+    case HTTP1_M_GET:
+    case HTTP1_M_HEAD: return API_GET;
+    case HTTP1_M_POST: return API_POST;
+    case HTTP1_M_PUT: return API_PUT;
+    case HTTP1_M_PATCH: return API_PATCH;
+    case HTTP1_M_DELETE: return API_DELETE;
+    case HTTP1_M_OPTIONS: *is_options = 1; return 0;
     default: return 0;
     }
 }
@@ -745,7 +768,7 @@ static int admit(api_req_t *r, const struct route *rt)
     if (wait > 0) {
         char v[16];
         snprintf(v, sizeof(v), "%d", wait);
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", v);
+        api_reply_header(r, "Retry-After", v);
         return api_error(r, 429, "rate_limited", "rate limit of %d requests per second exceeded; retry in %d s",
                          r->c->cfg->api_rate_limit, wait),
                -1;
@@ -753,23 +776,71 @@ static int admit(api_req_t *r, const struct route *rt)
     return 0;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* /healthz, /readyz and /metrics: no token, no route table, no counting. */
+static int fixed_path(api_req_t *r)
+{
+    struct control *c = r->c;
+    const char *p = r->path;
+    if (r->method != API_GET)
+        return 0;
+    if (strcmp(p, "/healthz") == 0) {
+        api_reply_raw(r, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+    } else if (strcmp(p, "/readyz") == 0) {
+        if (c->stopping)
+            api_reply_raw(r, 503, "application/json", "{\"status\":\"draining\"}\n", 22);
+        else
+            api_reply_raw(r, 200, "application/json", "{\"status\":\"ready\"}\n", 19);
+    } else if (strcmp(p, "/metrics") == 0) {
+        size_t len = 0;
+        char *text = metrics_render(c->hub->metrics, &len);
+        if (!text)
+            api_error_internal(r, "cannot render metrics");
+        else
+            api_reply_raw(r, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* A request api_http could not read: a JSON error, then the connection
+ * closes (the rest of its bytes cannot be trusted). */
+static void reply_unreadable(api_req_t *r, int status, const char *why)
+{
+    r->_close = 1;
+    if (status == 413)
+        api_error(r, 413, "invalid", "request body is over the limit of %d bytes", r->c->cfg->api_max_body);
+    else if (status == 411)
+        api_error(r, 411, "invalid", "%s", why ? why : "Content-Length is required");
+    else if (status == 501 || status == 505)
+        api_error(r, status, "invalid", "unsupported request: %s", why ? why : "not implemented");
+    else
+        api_error(r, status, "invalid", "malformed request: %s", why ? why : "bad request");
+}
+
+static void on_request(api_http_req_t *hr, void *arg)
 {
     api_t *a = arg;
     api_req_t *r = calloc(1, sizeof(*r));
     if (!r) {
-        evhttp_send_error(req, 500, NULL);
+        api_http_reply(hr, 500, "Internal Server Error", http_date(a), NULL, NULL, 0, NULL, 0, 1);
         return;
     }
     r->api = a;
     r->c = a->c;
-    r->req = req;
+    r->hreq = hr;
     r->_start_us = mono_us();
     metrics_inc(a->c->hub->metrics, M_API_REQUESTS);
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    r->path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (hr->bad_status) {
+        reply_unreadable(r, hr->bad_status, hr->bad_why);
+        goto out;
+    }
+    r->path = hr->path;
     int is_options;
-    r->method = req_method(req, &is_options);
+    r->method = req_method(hr, &is_options);
+    if (fixed_path(r))
+        goto out;
     const char *seg[MAX_SEGS];
     size_t len[MAX_SEGS];
     unsigned allow = 0;
@@ -803,8 +874,7 @@ out:
 const char *api_query(api_req_t *r, const char *name)
 {
     if (!r->_query) {
-        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
-        const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+        const char *q = r->hreq->query;
         if (!(r->_query = calloc(1, sizeof(*r->_query))))
             return NULL;
         TAILQ_INIT(r->_query);
@@ -1106,11 +1176,12 @@ api_t *api_new(struct control *c, char **err)
         goto oom;
     struct timeval tv = { FLUSH_MS / 1000, (FLUSH_MS % 1000) * 1000 };
     event_add(a->flush_ev, &tv);
-    /* Let bodies a little over the limit reach us, so the 413 is ours and
-     * JSON; far larger ones still meet evhttp's own (HTML) refusal. */
+    /* Bodies a little over the limit are read, so that the limit can be
+     * raised by a reload; larger ones are refused unread. Both are JSON. */
     int64_t lim = (int64_t)c->cfg->api_max_body * 4;
-    evhttp_set_max_body_size(c->http, (ev_ssize_t)(lim < 1048576 ? 1048576 : lim));
-    evhttp_set_gencb(c->http, on_request, a);
+    if (!(a->http = api_http_new(c->http_sock ? evhttp_bound_socket_get_listener(c->http_sock) : NULL,
+                                 (size_t)(lim < 1048576 ? 1048576 : lim), on_request, a)))
+        goto oom;
     return a;
 oom:
     *err = strdup("out of memory");
@@ -1123,8 +1194,6 @@ void api_free(api_t *a)
 {
     if (!a)
         return;
-    if (a->c->http)
-        evhttp_set_gencb(a->c->http, NULL, NULL);
     api_domains_flush(a->domains); /* before the usage flush: a transaction each */
     if (a->usage)
         api_flush(a);
@@ -1135,6 +1204,7 @@ void api_free(api_t *a)
             free(a->routes[i].segs[j]);
     api_domains_free(a->domains);
     api_resolve_free(a->resolve);
+    api_http_free(a->http);
     free(a->usage);
     EVP_MD_CTX_free(a->md);
     EVP_MD_free(a->sha256);

@@ -1,4 +1,4 @@
-/* api: the control API's HTTP layer on the control thread's evhttp — the
+/* api: the control API on the control thread (HTTP/1.1 by api_http) — the
  * router, bearer-token authentication (SHA-256 + constant-time compare, with
  * a small in-memory cache), per-token rate limiting, JSON bodies, JSON
  * errors, and batched usage/lastUsedAt writes. Resources live in api_*.c and
@@ -54,7 +54,7 @@ typedef struct api_auth {
 struct api_req {
     api_t *api;
     struct control *c;
-    struct evhttp_request *req;
+    struct api_http_req *hreq;   /* the request as read (api_http.h) */
     unsigned method;             /* one enum api_method bit */
     const char *path;            /* raw path, no query */
     const char *param[API_MAX_PARAMS]; /* percent-decoded {name} segments, in order */
@@ -70,6 +70,9 @@ struct api_req {
     struct evkeyvalq *_query;
     char _ref[32];
     int64_t _start_us;
+    int _close;                  /* close the connection after the reply */
+    size_t _hdrs_len;
+    char _hdrs[384];             /* extra reply header lines (api_reply_header) */
 };
 
 typedef void (*api_handler)(api_req_t *r);
@@ -92,6 +95,10 @@ void api_quiesce(api_t *a);
  * answers 405 with Allow listing them all. 0 or -1. */
 int api_route(api_t *a, unsigned methods, const char *pattern, unsigned scope, unsigned flags, api_handler fn,
               void *arg);
+
+/* Adds a header line to the reply to come (Allow, Retry-After, …); a line
+ * that does not fit in the request's small header space is dropped. */
+void api_reply_header(api_req_t *r, const char *name, const char *value);
 
 /* ---- replying (each ends the request and frees r) ---- */
 /* Takes ownership of body. */

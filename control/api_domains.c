@@ -403,7 +403,7 @@ struct api_domains *api_domains_init(api_t *a)
         return NULL;
     ad->c = api_control(a);
     /* Each registration's savepoint journals a dozen pages: in memory. */
-    store_domain_tune_writes(ad->c->store);
+    store_tune_writes(ad->c->store);
     int rc = (ad->flush_ev = event_new(ad->c->base, -1, 0, on_flush, ad)) ? 0 : -1;
     rc |= api_route(a, API_POST, "/v1/edge/domains", API_SCOPE_CONNECTIONS_WRITE, API_BODY_JSON, on_register, ad);
     rc |= api_route(a, API_GET, "/v1/edge/domains", API_SCOPE_CONNECTIONS_READ, 0, on_list, NULL);

@@ -486,17 +486,17 @@ int api_ops_domain_register_tx(const api_ops_t *o, int64_t project_id, const cha
         internal(e, "out of memory");
         goto out;
     }
-    if (store_domain_savepoint(o->store) != STORE_OK) {
+    if (store_savepoint(o->store) != STORE_OK) {
         internal(e, "cannot open a savepoint");
         goto out;
     }
     if (register_writes(o, project_id, host, meta, metadata_len, challenge, out, e) != 0) {
-        store_domain_savepoint_undo(o->store);
+        store_savepoint_undo(o->store);
         goto out;
     }
-    if (store_domain_savepoint_release(o->store) != STORE_OK) {
+    if (store_savepoint_release(o->store) != STORE_OK) {
         store_domain_clear(out);
-        store_domain_savepoint_undo(o->store);
+        store_savepoint_undo(o->store);
         internal(e, "cannot release the savepoint");
         goto out;
     }

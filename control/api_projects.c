@@ -43,7 +43,7 @@ static void reply_project(api_req_t *r, int status, const store_project_t *p, in
         api_error_internal(r, "cannot render the project");
         return;
     }
-    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
+    api_reply_header(r, "Cache-Control", "no-store");
     api_reply_json(r, status, json_pack("{s:o}", "project", o));
 }
 

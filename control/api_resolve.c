@@ -2,18 +2,19 @@
  * upstream request.
  *
  * DESIGN
- * A lookup is one statement on the control thread's read-write handle
- * (mmap'd reads: its own commits never invalidate its cache, as another
- * connection's would), so it sees every commit at once. What it saves is
- * the WAL read lock: a read-lock pin (store_domain.h) keeps that lock held
- * within the process, so each lookup's statement takes it without a system
- * call. The pin is taken by the first lookup, dropped by every commit on the
- * handle (SQLite's wal hook, before the automatic checkpoint it would hold
- * back), renewed once it is PIN_MS old (another process's commits — the
- * admin CLI — leave it on an old WAL mark, where it saves nothing), and
- * released by a timer when lookups stop and by api_resolve_quiesce before
- * shutdown's checkpoint. If the pin cannot be set up, lookups simply pay
- * for their locks.
+ * A lookup is one cached statement inside a read transaction that is
+ * already open: a read-lock pin (store.h) — a read-only connection
+ * holding a read transaction — is taken by the first lookup, and lookups
+ * run on that connection, so each one takes no lock, checks no file and
+ * starts no transaction of its own (mmap'd reads on both handles). The pin
+ * is dropped by every commit on the read-write handle (SQLite's wal hook,
+ * before the automatic checkpoint it would hold back), so the next lookup
+ * pins again and sees this process's writes at once; it is renewed once it
+ * is PIN_MS old, so another process's commits (the admin CLI) show within
+ * PIN_MS; and it is released by a timer when lookups stop and by
+ * api_resolve_quiesce before shutdown's checkpoint. If the pin cannot be
+ * set up or taken, lookups run on the read-write handle and pay for their
+ * transactions.
  * No reply cache: a lookup costs a few microseconds, a cache would help only
  * hot hostnames, and it would need invalidating on every write. */
 #include <event2/event.h>
@@ -26,6 +27,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control/api.h"
+#include "control/api_http.h"
 #include "control/ctl.h"
 
 #define PIN_MS 10
@@ -41,17 +43,17 @@ struct api_resolve {
 static void on_expire(evutil_socket_t fd, short what, void *arg)
 {
     struct api_resolve *rv = arg;
-    store_domain_pin_release(rv->pin);
+    store_pin_release(rv->pin);
 }
 
 static void pin(struct api_resolve *rv, int64_t now_us)
 {
     if (!rv->pin)
         return;
-    if (store_domain_pin_held(rv->pin) && now_us - rv->pinned_us < PIN_MS * 1000)
+    if (store_pin_held(rv->pin) && now_us - rv->pinned_us < PIN_MS * 1000)
         return;
-    store_domain_pin_release(rv->pin);
-    store_domain_pin_hold(rv->pin);
+    store_pin_release(rv->pin);
+    store_pin_hold(rv->pin);
     rv->pinned_us = now_us;
     struct timeval tv = { 0, PIN_MS * 1000 };
     event_add(rv->expire_ev, &tv);
@@ -84,8 +86,7 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
 /* Finds ?hostname= without building a key/value list (hot path). */
 static int resolve_param(api_req_t *r, char *out, size_t outlen)
 {
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
-    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    const char *q = r->hreq->query;
     int found = 0;
     for (const char *p = q; p && *p;) {
         size_t len = strcspn(p, "&");
@@ -175,8 +176,12 @@ static void on_resolve(api_req_t *r)
     rc.host = host;
     rc.visible = rc.failed = 0;
     rc.len = 0;
-    pin(r->arg, r->_start_us);
-    int src = store_domain_resolve(r->c->store, host, on_row, &rc);
+    struct api_resolve *rv = r->arg;
+    pin(rv, r->_start_us);
+    /* Inside the pin's read transaction when it is held: the lookup then
+     * starts no transaction of its own (no lock, no fstat of the file). */
+    store_t *st = store_pin_held(rv->pin) ? store_pin_store(rv->pin) : r->c->store;
+    int src = store_domain_resolve(st, host, on_row, &rc);
     if ((src != STORE_OK && src != STORE_NOTFOUND) || rc.failed) {
         api_error_internal(r, "resolve lookup failed");
         return;
@@ -196,11 +201,13 @@ struct api_resolve *api_resolve_init(api_t *a)
         return NULL;
     rv->c = c;
     /* Through mmap, a lookup over a million rows reads no file. Best effort. */
-    store_domain_tune_reads(c->store, MMAP_BYTES);
+    store_tune_reads(c->store, MMAP_BYTES);
     char *err = NULL;
-    if (!c->hub || !c->hub->store_path || !(rv->pin = store_domain_pin_new(c->store, c->hub->store_path, &err))) {
+    if (!c->hub || !c->hub->store_path || !(rv->pin = store_pin_new(c->store, c->hub->store_path, &err))) {
         log_warn("api.resolve_no_pin", "reason=\"%s\"", err ? err : "no store path");
         free(err);
+    } else {
+        store_tune_reads(store_pin_store(rv->pin), MMAP_BYTES);
     }
     if (!(rv->expire_ev = evtimer_new(c->base, on_expire, rv)) ||
         api_route(a, API_GET, "/v1/edge/resolve", API_SCOPE_CONNECTIONS_READ, API_NO_RATELIMIT, on_resolve, rv) != 0) {
@@ -214,7 +221,7 @@ void api_resolve_quiesce(struct api_resolve *rv)
 {
     if (!rv)
         return;
-    store_domain_pin_release(rv->pin);
+    store_pin_release(rv->pin);
     if (rv->expire_ev)
         event_del(rv->expire_ev);
 }
@@ -226,6 +233,6 @@ void api_resolve_free(struct api_resolve *rv)
     api_resolve_quiesce(rv);
     if (rv->expire_ev)
         event_free(rv->expire_ev);
-    store_domain_pin_free(rv->pin);
+    store_pin_free(rv->pin);
     free(rv);
 }

@@ -100,7 +100,7 @@ static void on_create(api_req_t *r)
         json_t *tj = token_json(&t);
         if (tj)
             json_object_set_new(tj, "token", json_string(secret));
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
+        api_reply_header(r, "Cache-Control", "no-store");
         api_reply_json(r, 201, tj ? json_pack("{s:o}", "token", tj) : NULL);
         OPENSSL_cleanse(secret, strlen(secret));
         free(secret);

@@ -1,7 +1,8 @@
 """Registrations committed in batches, and resolve on the read-lock pin:
 one refusal in a batch does not cost the others their 201; every reply comes
-after the commit; resolve sees every commit — the daemon's and the CLI's —
-at once; and a clean stop after resolves still truncates the WAL."""
+after the commit; resolve sees the daemon's commits at once and the CLI's
+within the resolve pin's 10 ms; and a clean stop after resolves still
+truncates the WAL."""
 import os
 import re
 import socket

@@ -1,4 +1,5 @@
-/* Tests control/api.c's router on a real evhttp listener: captures and
+/* Tests control/api.c's router on a real listener (bound by evhttp, served by
+ * api_http, as in the daemon): captures and
  * percent-decoding, 404/405/Allow, body rules, raw member extraction, and
  * the deferred-reply contract other subsystems rely on (reply later, reply
  * at once after deferring, client gone before the reply, no reply at all).
@@ -201,6 +202,7 @@ static int setup(void **state)
     socklen_t sl = sizeof(sa);
     getsockname(evhttp_bound_socket_get_fd(fx.sock), (struct sockaddr *)&sa, &sl);
     fx.port = ntohs(sa.sin_port);
+    fx.c.http_sock = fx.sock;
     fx.c.api = api_new(&fx.c, &err);
     assert_non_null(fx.c.api);
     assert_int_equal(api_route(fx.c.api, API_GET, "/t/defer/{x}", 0, 0, on_defer, NULL), 0);

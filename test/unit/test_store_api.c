@@ -320,18 +320,18 @@ static void test_savepoints(void **state)
     d2.hostname = (char *)"s2.example.com";
     d3.hostname = (char *)"s3.example.com";
     assert_int_equal(store_begin(s), STORE_OK);
-    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_savepoint(s), STORE_OK);
     assert_int_equal(store_domain_insert(s, &d1), STORE_OK);
-    assert_int_equal(store_domain_savepoint_release(s), STORE_OK);
-    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    assert_int_equal(store_savepoint_release(s), STORE_OK);
+    assert_int_equal(store_savepoint(s), STORE_OK);
     assert_int_equal(store_domain_insert(s, &d2), STORE_OK);
-    store_domain_savepoint_undo(s);
-    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    store_savepoint_undo(s);
+    assert_int_equal(store_savepoint(s), STORE_OK);
     assert_int_equal(store_domain_insert(s, &dup), STORE_CONFLICT); /* the batch's own s1 */
-    store_domain_savepoint_undo(s);
-    assert_int_equal(store_domain_savepoint(s), STORE_OK);
+    store_savepoint_undo(s);
+    assert_int_equal(store_savepoint(s), STORE_OK);
     assert_int_equal(store_domain_insert(s, &d3), STORE_OK);
-    assert_int_equal(store_domain_savepoint_release(s), STORE_OK);
+    assert_int_equal(store_savepoint_release(s), STORE_OK);
     assert_int_equal(store_commit(s), STORE_OK);
     assert_true(count_active(s, "s1.example.com"));
     assert_false(count_active(s, "s2.example.com"));
@@ -350,20 +350,58 @@ static void test_pin(void **state)
     char *err = NULL;
     int64_t a = mkproject(s, "a", 5);
     mkdomain(s, "p1.example.com", a, "{}");
-    store_pin_t *p = store_domain_pin_new(s, f->path, &err);
+    store_pin_t *p = store_pin_new(s, f->path, &err);
     assert_non_null(p);
-    store_domain_pin_hold(p);
-    assert_true(store_domain_pin_held(p));
-    store_domain_pin_hold(p); /* idempotent */
+    store_pin_hold(p);
+    assert_true(store_pin_held(p));
+    store_pin_hold(p); /* idempotent */
     assert_true(count_active(s, "p1.example.com"));
     mkdomain(s, "p2.example.com", a, "{}");
-    assert_false(store_domain_pin_held(p)); /* released by the commit */
-    store_domain_pin_hold(p);
+    assert_false(store_pin_held(p)); /* released by the commit */
+    store_pin_hold(p);
     assert_true(count_active(s, "p2.example.com"));
-    store_domain_pin_release(p);
+    store_pin_release(p);
     assert_int_equal(store_checkpoint(s), STORE_OK);
-    store_domain_pin_hold(p);
-    store_domain_pin_free(p);
+    store_pin_hold(p);
+    store_pin_free(p);
+    assert_int_equal(store_checkpoint(s), STORE_OK);
+}
+
+/* Lookups on the pin's own handle see the snapshot of its read transaction:
+ * every commit on the read-write handle drops the pin, so after taking it
+ * again they see that commit; without the pin they see the latest state. */
+static void test_pin_reads(void **state)
+{
+    struct fx *f = *state;
+    store_t *s = f->s;
+    char *err = NULL, out[128] = "";
+    int64_t a = mkproject(s, "a", 5);
+    store_pin_t *p = store_pin_new(s, f->path, &err);
+    assert_non_null(p);
+    store_t *ro = store_pin_store(p);
+    assert_non_null(ro);
+    assert_int_equal(store_tune_reads(ro, 1 << 20), STORE_OK);
+    store_pin_hold(p);
+    assert_int_equal(store_domain_resolve(ro, "q.example.com", on_resolve, out), STORE_NOTFOUND);
+    mkdomain(s, "q.example.com", a, "{\"v\":1}");
+    assert_false(store_pin_held(p));
+    assert_int_equal(store_domain_resolve(ro, "q.example.com", on_resolve, out), STORE_OK); /* unpinned: latest */
+    assert_string_equal(out, "a|0|pending_ownership|{\"v\":1}");
+    store_pin_hold(p);
+    out[0] = '\0';
+    assert_int_equal(store_domain_resolve(ro, "q.example.com", on_resolve, out), STORE_OK);
+    assert_string_equal(out, "a|0|pending_ownership|{\"v\":1}");
+    /* another connection's commit (the CLI's) shows once the pin is renewed */
+    store_t *other = store_open(f->path, STORE_RW, &err);
+    assert_non_null(other);
+    mkdomain(other, "cli.example.com", a, "{}");
+    assert_true(store_pin_held(p));
+    assert_int_equal(store_domain_resolve(ro, "cli.example.com", on_resolve, out), STORE_NOTFOUND);
+    store_pin_release(p);
+    store_pin_hold(p);
+    assert_int_equal(store_domain_resolve(ro, "cli.example.com", on_resolve, out), STORE_OK);
+    store_close(other);
+    store_pin_free(p);
     assert_int_equal(store_checkpoint(s), STORE_OK);
 }
 
@@ -502,6 +540,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_and_usage, setup, teardown),
         cmocka_unit_test(test_domainobj),
