@@ -1179,7 +1179,7 @@ api_t *api_new(struct control *c, char **err)
     /* Bodies a little over the limit are read, so that the limit can be
      * raised by a reload; larger ones are refused unread. Both are JSON. */
     int64_t lim = (int64_t)c->cfg->api_max_body * 4;
-    if (!(a->http = api_http_new(c->http_sock ? evhttp_bound_socket_get_listener(c->http_sock) : NULL,
+    if (!(a->http = api_http_new(c->listener,
                                  (size_t)(lim < 1048576 ? 1048576 : lim), on_request, a)))
         goto oom;
     return a;

@@ -1,8 +1,7 @@
 #include "control/control.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,43 +14,6 @@
 #include "control/api.h"
 #include "control/ctl.h"
 #include "control/subsys.h"
-
-/* ---- health and metrics: served before any subsystem is involved ---- */
-
-static void reply_text(struct evhttp_request *req, int code, const char *ctype, const char *body, size_t len)
-{
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-    evbuffer_add(out, body, len);
-    evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", NULL);
-}
-
-static void on_healthz(struct evhttp_request *req, void *arg)
-{
-    reply_text(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
-}
-
-static void on_readyz(struct evhttp_request *req, void *arg)
-{
-    struct control *c = arg;
-    if (c->stopping)
-        reply_text(req, 503, "application/json", "{\"status\":\"draining\"}\n", 22);
-    else
-        reply_text(req, 200, "application/json", "{\"status\":\"ready\"}\n", 19);
-}
-
-static void on_metrics(struct evhttp_request *req, void *arg)
-{
-    struct control *c = arg;
-    size_t len = 0;
-    char *text = metrics_render(c->hub->metrics, &len);
-    if (!text) {
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
-    reply_text(req, 200, "text/plain; version=0.0.4", text, len);
-    free(text);
-}
 
 /* ---- messages from the edge ---- */
 
@@ -102,9 +64,8 @@ void ctl_project_changed(struct control *c, long long project_id)
 /* ---- lifecycle ---- */
 
 /* The control base, tuned for the API's keep-alive traffic:
- * - a changelist: evhttp enables writing when a reply is queued and disables
- *   it once the reply is out, reading the reverse, in the same callback; the
- *   changelist makes each such pair one epoll_ctl instead of two;
+ * - a changelist: an event enabled and disabled again within one callback
+ *   (curl's and the DNS sockets' interest flips) costs one epoll_ctl, not two;
  * - no lock: only this thread touches the base once it runs. Other threads
  *   reach it through file descriptors only — the hub queue's eventfd, and
  *   control_stop()'s (stop_ev's) — never through event_* calls.
@@ -139,8 +100,21 @@ static int bind_api(struct control *c, char **err)
         host[strcspn(host, "]")] = '\0';
     }
     int port = atoi(colon + 1);
-    c->http_sock = evhttp_bind_socket_with_handle(c->http, host, (ev_uint16_t)port);
-    if (!c->http_sock) {
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char addr[300];
+    snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    memset(&ss, 0, sizeof(ss));
+    if (port <= 0 || port > 65535 || evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        *err = strdup("[api] listen: expected a numeric host:port");
+        return -1;
+    }
+    /* No callback yet: connections wait in the backlog until api_http sets
+     * its own (evconnlistener_set_cb starts accepting then). */
+    c->listener = evconnlistener_new_bind(c->base, NULL, NULL,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
+                                          (struct sockaddr *)&ss, sslen);
+    if (!c->listener) {
         char buf[512];
         snprintf(buf, sizeof(buf), "[api] listen: cannot bind %s: %s", spec, strerror(errno));
         *err = strdup(buf);
@@ -160,7 +134,7 @@ control_t *control_new(hub_t *hub, char **err)
     }
     c->hub = hub;
     c->cfg = hub->cfg;
-    if (!(c->base = new_base()) || !(c->http = evhttp_new(c->base))) {
+    if (!(c->base = new_base())) {
         *err = strdup("cannot create the control event loop");
         goto fail;
     }
@@ -170,14 +144,6 @@ control_t *control_new(hub_t *hub, char **err)
         *err = strdup("cannot initialise libcurl");
         goto fail;
     }
-    evhttp_set_max_body_size(c->http, (ev_ssize_t)c->cfg->api_max_body);
-    evhttp_set_timeout(c->http, 30);
-    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_OPTIONS);
-    evhttp_set_cb(c->http, "/healthz", on_healthz, c);
-    evhttp_set_cb(c->http, "/readyz", on_readyz, c);
-    evhttp_set_cb(c->http, "/metrics", on_metrics, c);
     if (bind_api(c, err) != 0)
         goto fail;
     int stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -224,9 +190,9 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
      * the resolve read-lock pin, which would stall the checkpoint, let go. */
     api_quiesce(c->api);
     subsys_stop(c);
-    if (c->http_sock) {
-        evhttp_del_accept_socket(c->http, c->http_sock);
-        c->http_sock = NULL;
+    if (c->listener) { /* no new API connections while draining */
+        evconnlistener_free(c->listener);
+        c->listener = NULL;
     }
     store_checkpoint(c->store);
     event_base_loopexit(c->base, NULL);
@@ -271,8 +237,8 @@ void control_free(control_t *c)
     }
     if (c->tick_ev)
         event_free(c->tick_ev);
-    if (c->http)
-        evhttp_free(c->http);
+    if (c->listener)
+        evconnlistener_free(c->listener);
     curlev_free(c->curl);
     store_close(c->store);
     if (c->base)

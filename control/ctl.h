@@ -7,7 +7,7 @@
 #define HEE_CTL_H
 
 #include <event2/event.h>
-#include <event2/http.h>
+#include <event2/listener.h>
 #include <pthread.h>
 
 #include "common/curlev.h"
@@ -25,8 +25,7 @@ struct control {
     struct event_base *base;
     store_t *store;              /* the read-write handle; only this thread uses it */
     curlev_t *curl;
-    struct evhttp *http;         /* API server */
-    struct evhttp_bound_socket *http_sock;
+    struct evconnlistener *listener; /* the API's; api_http accepts on it */
     pthread_t thread;
     int started;
     struct event *stop_ev;
