@@ -200,12 +200,15 @@ struct api_resolve *api_resolve_init(api_t *a)
     if (!rv)
         return NULL;
     rv->c = c;
-    /* Through mmap, a lookup over a million rows reads no file. Best effort. */
-    store_tune_reads(c->store, MMAP_BYTES);
+    /* Through mmap, a lookup over a million rows reads no file (best
+     * effort). Only on the handle resolve reads through: the read-write
+     * handle's own reads are few, and mapping it would count every page the
+     * issuer and the API touch in the daemon's resident memory. */
     char *err = NULL;
     if (!c->hub || !c->hub->store_path || !(rv->pin = store_pin_new(c->store, c->hub->store_path, &err))) {
         log_warn("api.resolve_no_pin", "reason=\"%s\"", err ? err : "no store path");
         free(err);
+        store_tune_reads(c->store, MMAP_BYTES);
     } else {
         store_tune_reads(store_pin_store(rv->pin), MMAP_BYTES);
     }
