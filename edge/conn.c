@@ -109,6 +109,8 @@ void conn_close(conn_t *c)
     }
     tlsrec_free(c->rec);
     if (c->watch) {
+        if (c->state > CS_HANDSHAKE)
+            tlsrec_policy_learn(&w->watch_policy, 0); /* never went idle */
         tlsrec_watch_clear(c->watch);
         free(c->watch);
     }
@@ -151,6 +153,7 @@ int conn_takeover(conn_t *c)
         return 0; /* bytes still inside OpenSSL: try at the next idle point */
     free(c->watch);
     c->watch = NULL;
+    tlsrec_policy_learn(&c->w->watch_policy, 1);
     c->rec = r;
     SSL_set_quiet_shutdown(c->ssl, 1);
     SSL_free(c->ssl); /* sends nothing; the fd stays ours (BIO_NOCLOSE) */

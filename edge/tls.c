@@ -122,13 +122,12 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
         tlsrec_watch_msg(c->watch, write_p, content_type, buf, len);
 }
 
-SSL_CTX *tls_ctx_new(edge_worker_t *w, char **err)
+/* watch: with the callbacks that feed tlsrec. Without them OpenSSL skips
+ * formatting the key log (tlsrec.h, "capture policy"). */
+static SSL_CTX *ctx_new(edge_worker_t *w, int watch)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
-        goto fail;
-    w->ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
-    if (!w->ticket_cipher)
         goto fail;
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
@@ -147,22 +146,36 @@ SSL_CTX *tls_ctx_new(edge_worker_t *w, char **err)
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_app_data(ctx, w);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
-    SSL_CTX_set_msg_callback(ctx, msg_cb);
+    if (watch) {
+        SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+        SSL_CTX_set_msg_callback(ctx, msg_cb);
+    }
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1)
         goto fail;
     return ctx;
 fail:
     SSL_CTX_free(ctx);
-    ERR_clear_error();
-    *err = strdup("cannot set up the TLS context");
     return NULL;
+}
+
+int tls_ctx_init(edge_worker_t *w, char **err)
+{
+    w->ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!w->ticket_cipher || !(w->ssl_ctx = ctx_new(w, 0)) || !(w->ssl_ctx_watch = ctx_new(w, 1)))
+        goto fail;
+    return 0;
+fail:
+    ERR_clear_error(); /* what is built is freed by tls_ctx_free */
+    *err = strdup("cannot set up the TLS context");
+    return -1;
 }
 
 void tls_ctx_free(edge_worker_t *w)
 {
     SSL_CTX_free(w->ssl_ctx);
     w->ssl_ctx = NULL;
+    SSL_CTX_free(w->ssl_ctx_watch);
+    w->ssl_ctx_watch = NULL;
     EVP_CIPHER_free(w->ticket_cipher);
     w->ticket_cipher = NULL;
 }
@@ -250,13 +263,14 @@ static void handshake(conn_t *c, certcache_entry_t *e)
 {
     edge_worker_t *w = c->w;
     conn_watch_read(c);
-    SSL *s = SSL_new(w->ssl_ctx);
+    /* No watch, no takeover: the connection stays on OpenSSL for good. */
+    int watch = !(c->flags & CF_ACME) && w->cfg->compact_idle_tls && tlsrec_policy_capture(&w->watch_policy);
+    SSL *s = SSL_new(watch ? w->ssl_ctx_watch : w->ssl_ctx);
     if (!s)
         goto fail;
     c->ssl = s; /* conn_close frees it from now on */
     SSL_set_app_data(s, c);
-    /* No watch, no takeover: the connection stays on OpenSSL for good. */
-    if (!(c->flags & CF_ACME) && w->cfg->compact_idle_tls && !(c->watch = calloc(1, sizeof(*c->watch))))
+    if (watch && !(c->watch = calloc(1, sizeof(*c->watch))))
         goto fail;
     if (SSL_set_fd(s, c->fd) != 1 || SSL_use_cert_and_key(s, e->leaf, e->key, e->chain, 1) != 1)
         goto fail;

@@ -1,12 +1,12 @@
 /* tls: everything before the first HTTP byte on the TLS listener — the
- * worker's SSL_CTX (TLS 1.2/1.3, Mozilla intermediate ciphers, ALPN,
+ * worker's SSL_CTXs (TLS 1.2/1.3, Mozilla intermediate ciphers, ALPN,
  * shared session-ticket keys), reading the ClientHello before any SSL
  * exists (MSG_PEEK, so a parked connection costs no buffer), the decision
  * by SNI, parking handshakes while the loader or the control thread works,
  * and the handshake itself with a per-connection certificate
  * (SSL_use_cert_and_key; never one SSL_CTX per certificate).
  *
- * Ownership: the SSL_CTX belongs to the worker (tls_ctx_free). A conn's
+ * Ownership: the SSL_CTXs belong to the worker (tls_ctx_free). A conn's
  * SSL is created here and freed by conn_close. Parked connections are
  * listed per host in w->parked (entries owned here, connections not). */
 #ifndef HEE_EDGE_TLS_H
@@ -20,7 +20,10 @@ struct edge_worker;
 struct conn;
 struct route;
 
-SSL_CTX *tls_ctx_new(struct edge_worker *w, char **err);
+/* Builds the worker's two server contexts, identical but for the
+ * callbacks that feed tlsrec: w->ssl_ctx_watch has them, w->ssl_ctx does
+ * not (see tlsrec.h, "capture policy"). 0 or -1 with *err. */
+int tls_ctx_init(struct edge_worker *w, char **err);
 void tls_ctx_free(struct edge_worker *w);
 
 /* A TLS connection was accepted: read its ClientHello. */

@@ -110,6 +110,28 @@ void tlsrec_watch_clear(tlsrec_watch_t *w)
     OPENSSL_cleanse(w, sizeof(*w));
 }
 
+/* ---- capture policy ---- */
+
+#define POLICY_ONE 256
+#define POLICY_SHIFT 4   /* each outcome weighs 1/16 */
+#define POLICY_CUTOFF 224 /* 7/8 of recent captures wasted */
+#define POLICY_SAMPLE 16
+
+int tlsrec_policy_capture(tlsrec_policy_t *p)
+{
+    if (p->waste < POLICY_CUTOFF || ++p->skipped >= POLICY_SAMPLE) {
+        p->skipped = 0;
+        return 1;
+    }
+    return 0;
+}
+
+void tlsrec_policy_learn(tlsrec_policy_t *p, int went_idle)
+{
+    unsigned w = p->waste - (p->waste >> POLICY_SHIFT);
+    p->waste = (uint16_t)(w + (went_idle ? 0 : POLICY_ONE >> POLICY_SHIFT));
+}
+
 /* ---- keys ---- */
 
 /* HKDF-Expand (RFC 5869) for outputs of at most one hash length, which is

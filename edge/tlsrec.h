@@ -52,6 +52,28 @@ void tlsrec_watch_msg(tlsrec_watch_t *w, int write_p, int content_type, const vo
 /* Wipes the secrets. */
 void tlsrec_watch_clear(tlsrec_watch_t *w);
 
+/* Whether to capture a new connection's secrets at all. OpenSSL 3.0 hands
+ * out traffic secrets only through the key-log callback, and while one is
+ * set it formats every secret of every handshake as hex text (five lines
+ * per TLS 1.3 handshake, one sprintf per byte): ~10% of the CPU of a full
+ * handshake and its request. The capture pays off only for one that reaches
+ * an idle point; one that closes after its request (Connection: close,
+ * health checks, scripts) wastes it. The policy keeps a decaying share of
+ * wasted captures among a worker's recent connections: while under 7 in 8,
+ * every connection is captured; above, one in 16 still is, so it notices
+ * when connections start to go idle again. A zeroed policy captures
+ * everything. One per worker thread, not shared. */
+typedef struct tlsrec_policy {
+    uint16_t waste;   /* 256 x the recent share of wasted captures */
+    uint16_t skipped; /* connections not captured since the last one */
+} tlsrec_policy_t;
+
+/* 1: capture this connection's secrets (give it a watch). */
+int tlsrec_policy_capture(tlsrec_policy_t *p);
+/* A captured connection was taken over (went_idle = 1) or closed after
+ * its handshake without ever reaching an idle point (0). */
+void tlsrec_policy_learn(tlsrec_policy_t *p, int went_idle);
+
 typedef struct tlsrec tlsrec_t;
 
 /* The record layer for ssl's connection, or NULL when it cannot be taken

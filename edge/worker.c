@@ -309,7 +309,7 @@ edge_worker_t *worker_new(edge_shared_t *sh, int index, char **err)
         goto fail;
     if (worker_apply_config(w, sh->hub->cfg) != 0)
         goto fail;
-    if (tlsrec_algs_init(&w->algs) != 0 || !(w->ssl_ctx = tls_ctx_new(w, err)))
+    if (tlsrec_algs_init(&w->algs) != 0 || tls_ctx_init(w, err) != 0)
         goto fail;
     if (!(w->inbox = queue_new(w->base, on_inbox, msg_free, w)) ||
         !(w->results = queue_new(w->base, on_result, loader_result_free, w)))

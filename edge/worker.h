@@ -88,6 +88,8 @@ typedef struct edge_worker {
     queue_t *inbox;                  /* hub->to_worker[index] */
     queue_t *results;                /* loader answers */
     SSL_CTX *ssl_ctx;
+    SSL_CTX *ssl_ctx_watch;          /* ssl_ctx + the callbacks feeding tlsrec (tls.c) */
+    tlsrec_policy_t watch_policy;    /* which handshakes get them (tls.c, conn.c) */
     EVP_CIPHER *ticket_cipher;       /* fetched once for the ticket callback */
     tlsrec_algs_t algs;              /* AEADs and HKDF for taken-over connections */
     worker_listener_t listeners[2 * CONFIG_MAX_LISTEN];

@@ -2,8 +2,8 @@
 unknown / missing / IP / oversized names, malformed and truncated hellos,
 non-TLS bytes), removed and unverified domains, parked handshakes that time
 out, 10,000 unknown names (bounded memory, no store lookup twice, no order),
-store lookup counters, protocol versions, ALPN, session resumption across workers, per-IP limit,
-default certificate."""
+store lookup counters, protocol versions, ALPN, session resumption across workers, key capture
+for idle takeover following how connections end, per-IP limit, default certificate."""
 
 import os
 import socket
@@ -302,6 +302,40 @@ def garbage_after_takeover_closes():
     sock.close()
     s.close()
     expect(H.alive(), "daemon unharmed")
+    known_name_handshakes()
+
+
+TAKEOVERS = "hee_tls_record_takeovers_total"
+
+
+def one_request(close):
+    s = tls_client(H, "ok.test", CA)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n" + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+    read_response(s)  # the edge flushed it: an idle connection was taken over before this returns
+    s.close()
+
+
+def takeovers_after(n, close=False):
+    t0 = metric(H, TAKEOVERS)
+    for _ in range(n):
+        one_request(close)
+    time.sleep(0.2)
+    return metric(H, TAKEOVERS) - t0
+
+
+@test
+def key_capture_follows_connections():
+    """Capturing secrets for the compact idle record layer costs CPU per
+    handshake: once most connections close after their one request, a
+    worker captures one in 16; once connections go idle again, all."""
+    expect(takeovers_after(10) == 10, "idle connections taken over")
+    # ~300 per worker, never idle: past the cutoff only sampled ones teach
+    # the policy, so it takes a few hundred to be sure of them.
+    expect(takeovers_after(600, close=True) == 0, "closed connections never idle")
+    low = takeovers_after(32)
+    expect(low <= 16, "after close-only traffic most idle connections are not captured (%d of 32 were)" % low)
+    takeovers_after(300)  # sampled captures see connections go idle again
+    expect(takeovers_after(20) == 20, "all captured again")
     known_name_handshakes()
 
 

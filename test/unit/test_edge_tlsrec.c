@@ -2,7 +2,9 @@
  * server handshake (and some traffic through it), the server side is taken
  * over; data then flows both ways, in small and full-size records, for each
  * TLS 1.3 suite; KeyUpdate requested by the client is answered; close_notify
- * reads as EOF; a flipped bit fails; TLS 1.2 is not taken over. */
+ * reads as EOF; a flipped bit fails; TLS 1.2 is not taken over. The
+ * capture policy captures everything until most captures are wasted, then
+ * one connection in 16, and all again once connections go idle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,6 +313,35 @@ static void pending_bytes_block_takeover(void **st)
     free(p);
 }
 
+static int captures(tlsrec_policy_t *p, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += tlsrec_policy_capture(p);
+    return k;
+}
+
+static void policy_follows_outcomes(void **st)
+{
+    tlsrec_policy_t p = { 0 };
+    assert_int_equal(captures(&p, 100), 100); /* zeroed: everything */
+    for (int i = 0; i < 20; i++)
+        tlsrec_policy_learn(&p, 0);
+    assert_int_equal(captures(&p, 100), 100); /* not yet mostly wasted */
+    for (int i = 0; i < 100; i++)
+        tlsrec_policy_learn(&p, 0);
+    assert_int_equal(captures(&p, 160), 10); /* one in 16 keeps sampling */
+    for (int i = 0; i < 1000; i++)
+        tlsrec_policy_learn(&p, 0);
+    assert_true(p.waste <= 256);
+    for (int i = 0; i < 3; i++)
+        tlsrec_policy_learn(&p, 1); /* connections go idle again */
+    assert_int_equal(captures(&p, 100), 100);
+    for (int i = 0; i < 400; i++)
+        tlsrec_policy_learn(&p, i % 4 == 0); /* a quarter go idle: worth it */
+    assert_int_equal(captures(&p, 100), 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +352,7 @@ int main(void)
         cmocka_unit_test(tampered_record_fails),
         cmocka_unit_test(tls12_not_taken_over),
         cmocka_unit_test(pending_bytes_block_takeover),
+        cmocka_unit_test(policy_follows_outcomes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
