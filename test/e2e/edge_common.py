@@ -371,3 +371,15 @@ def hello_verdict(port, data, timeout=10):
     if not got:
         return "closed", None
     return "other", got[:20]
+
+
+def curl_verbose(args):
+    """curl -sS -v ARGS (bounded); the CompletedProcess, text mode."""
+    return subprocess.run(["curl", "-sS", "-v", "--max-time", "20"] + args, capture_output=True, text=True,
+                          timeout=30)
+
+
+def curl_reused(stderr):
+    """curl -v says how many connections it opened and whether it reused one."""
+    opened = stderr.count("* Connected to ")
+    return opened == 1 and ("Re-using existing connection" in stderr or "Reusing existing" in stderr)

@@ -4,13 +4,12 @@ and unknown ACME tokens, keep-alive, the same strict parser."""
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from heetest import Hee, expect, run, test  # noqa: E402
-from edge_common import TestCA, edge, read_response, seed_domain  # noqa: E402
+from edge_common import TestCA, curl_reused, curl_verbose, edge, read_response, seed_domain  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="edge-plain-")
 CA = TestCA(os.path.join(TMP, "ca"))
@@ -76,28 +75,18 @@ def bad_request_on_plain_port():
     expect(st == 400, "strict parser here too: %d" % st)
 
 
-def _curl(args):
-    return subprocess.run(["curl", "-sS", "-v", "--max-time", "20"] + args, capture_output=True, text=True,
-                          timeout=30)
-
-
-def _reused(stderr):
-    opened = stderr.count("* Connected to ")
-    return opened == 1 and ("Re-using existing connection" in stderr or "Reusing existing" in stderr)
-
-
 @test
-def http10_keepalive_with_curl():
+def http10_keepalive_withcurl_verbose():
     base = "http://www.example.test:%d" % H.http_port
     args = ["--http1.0", "-H", "Connection: keep-alive", "--resolve", "www.example.test:%d:127.0.0.1" % H.http_port,
             "-o", "/dev/null", "-o", "/dev/null", base + "/a", base + "/b"]
-    r = _curl(args)
+    r = curl_verbose(args)
     expect(r.returncode == 0 and r.stderr.count("< HTTP/1.1 308") == 2, "two 308s: %s" % r.stderr[-500:])
     expect(r.stderr.lower().count("< connection: keep-alive") == 2, "keep-alive answered")
-    expect(_reused(r.stderr), "one connection for both: %s" % r.stderr[-800:])
-    r = _curl(["-d", "x=1&y=2"] + args)  # POST with a body, twice
+    expect(curl_reused(r.stderr), "one connection for both: %s" % r.stderr[-800:])
+    r = curl_verbose(["-d", "x=1&y=2"] + args)  # POST with a body, twice
     expect(r.returncode == 0 and r.stderr.count("< HTTP/1.1 308") == 2, "two POSTs: %s" % r.stderr[-500:])
-    expect(_reused(r.stderr), "the body was consumed, the connection kept: %s" % r.stderr[-800:])
+    expect(curl_reused(r.stderr), "the body was consumed, the connection kept: %s" % r.stderr[-800:])
 
 
 @test

@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -17,8 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from heetest import Hee, expect, run, test  # noqa: E402
 from upstream import Upstream, pattern  # noqa: E402
-from edge_common import (TestCA, edge, fetch, metric, read_response, seed_domain, seed_cert,  # noqa: E402
-                         seed_project, sni_conn, tls_client, wait_metric)
+from edge_common import (TestCA, curl_reused, curl_verbose, edge, fetch, metric, read_response,  # noqa: E402
+                         seed_domain, seed_cert, seed_project, sni_conn, tls_client, wait_metric)
 
 TMP = tempfile.mkdtemp(prefix="edge-proxy-")
 UP = Upstream()
@@ -374,27 +373,16 @@ def http10_client_gets_dechunked_body():
     expect(b"chunked" not in head.lower() and body == pattern(100000), "HTTP/1.0 body without chunking")
 
 
-def _curl(args):
-    return subprocess.run(["curl", "-sS", "-v", "--max-time", "20"] + args, capture_output=True, text=True,
-                          timeout=30)
-
-
-def _reused(stderr):
-    """curl -v says how many connections it opened and whether it reused one."""
-    opened = stderr.count("* Connected to ")
-    return opened == 1 and ("Re-using existing connection" in stderr or "Reusing existing" in stderr)
-
-
 @test
 def http10_keepalive_two_requests_one_connection():
     UP.reset()
     base = "https://app.test:%d" % H.tls_port
-    r = _curl(["--http1.0", "-H", "Connection: keep-alive", "--cacert", CA.path,
+    r = curl_verbose(["--http1.0", "-H", "Connection: keep-alive", "--cacert", CA.path,
                "--resolve", "app.test:%d:127.0.0.1" % H.tls_port, "-o", "/dev/null", "-o", "/dev/null",
                base + "/echo/one", base + "/echo/two"])
     expect(r.returncode == 0, "curl --http1.0: %s" % r.stderr[-500:])
     expect(r.stderr.lower().count("< connection: keep-alive") == 2, "keep-alive answered: %s" % r.stderr[-800:])
-    expect(_reused(r.stderr), "one client connection for both requests: %s" % r.stderr[-800:])
+    expect(curl_reused(r.stderr), "one client connection for both requests: %s" % r.stderr[-800:])
     expect([q["path"] for q in UP.requests] == ["/echo/one", "/echo/two"], "both forwarded")
     # Raw: a Content-Length response keeps it, a chunked one (no length for
     # a 1.0 client) closes, and 1.0 without keep-alive closes.

@@ -10,7 +10,6 @@ code) must get a signed domain.expired carrying the domain object, with a
 sequence after every earlier event of that domain, and nothing out of order.
 Skipped (77) when pebble is not installed."""
 
-import json
 import os
 import shutil
 import sys
@@ -28,23 +27,6 @@ from pebble import Pebble
 LIFETIME_S = 8
 
 
-class ShortPebble(Pebble):
-    """Pebble issuing certificates valid for `validity` seconds."""
-
-    def __init__(self, validity, **kw):
-        super().__init__(**kw)
-        self.validity = validity
-
-    def _write_config(self):
-        path = super()._write_config()
-        with open(path) as f:
-            conf = json.load(f)
-        conf["pebble"]["certificateValidityPeriod"] = self.validity
-        with open(path, "w") as f:
-            json.dump(conf, f)
-        return path
-
-
 def of(deliveries, host, etype):
     return [d for d in deliveries if d.status == 200 and d.event_type == etype
             and d.json["data"]["domain"]["hostname"] == host]
@@ -56,7 +38,7 @@ def certificate_runs_out_while_the_ca_is_down():
     conf["edge"] = {"handshake_wait": "20s", "negative_ttl": "200ms"}
     conf["acme"] = {"backoff_base": "1s", "backoff_max": "2s"}
     h = Hee(conf, start=False)
-    p = ShortPebble(LIFETIME_S, always_valid=True, http_port=h.http_port, tls_port=h.tls_port)
+    p = Pebble(validity=LIFETIME_S, always_valid=True, http_port=h.http_port, tls_port=h.tls_port)
     try:
         p.start()
         root = os.path.join(p.workdir, "root.pem")

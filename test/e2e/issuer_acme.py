@@ -14,7 +14,6 @@ Debian's Pebble on loopback (skipped when pebble or knotd is missing).
   - renewal with Pebble's short-lived certificates (certificateValidityPeriod).
 """
 
-import json
 import os
 import shutil
 import signal
@@ -35,23 +34,6 @@ if not shutil.which("pebble") or not shutil.which("knotd"):
     sys.exit(0)
 
 from dnsserver import DnsServer  # noqa: E402
-
-
-class ShortPebble(Pebble):
-    """Pebble issuing certificates valid for `validity` seconds."""
-
-    def __init__(self, validity, **kw):
-        super().__init__(**kw)
-        self.validity = validity
-
-    def _write_config(self):
-        path = super()._write_config()
-        with open(path) as f:
-            conf = json.load(f)
-        conf["pebble"]["certificateValidityPeriod"] = self.validity
-        with open(path, "w") as f:
-            json.dump(conf, f)
-        return path
 
 
 def pebble_root(p):
@@ -218,7 +200,7 @@ def ca_down_backoff_then_recovery():
 
 @test
 def renewal_with_short_lived_certificates():
-    h, p = daemon(lambda h: ShortPebble(30, always_valid=True, http_port=h.http_port, tls_port=h.tls_port))
+    h, p = daemon(lambda h: Pebble(validity=30, always_valid=True, http_port=h.http_port, tls_port=h.tls_port))
     try:
         root = pebble_root(p)
         host = "short.acme-shop.com"

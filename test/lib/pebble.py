@@ -3,7 +3,7 @@
 API
     p = Pebble(workdir=None, http_port=5002, tls_port=5001, always_valid=False,
                nonce_reject=0, dns_server=None, mock_dns=False, eab_keys=None,
-               env=None, start_timeout=15.0)
+               env=None, start_timeout=15.0, validity=None)
     p.start()            -> p; generates certs + pebble.json, starts pebble and
                             waits until the directory answers over HTTPS.
     p.directory_url      "https://127.0.0.1:<port>/dir"
@@ -23,6 +23,8 @@ API
     own default is 5 %, ours 0 so tests are deterministic unless they ask).
     eab_keys {kid: base64url-hmac} turns externalAccountBindingRequired on.
     PEBBLE_VA_NOSLEEP=1 is always set; always_valid sets PEBBLE_VA_ALWAYS_VALID.
+    validity: certificate lifetime in seconds (certificateValidityPeriod), for
+    renewal and expiry tests.
 
 Command line (for C tests, which exec it and read one line):
     python3 pebble.py [--always-valid] [--nonce-reject N] [--http-port N]
@@ -89,7 +91,7 @@ def _make_certs(d):
 class Pebble:
     def __init__(self, workdir=None, http_port=5002, tls_port=5001, always_valid=False,
                  nonce_reject=0, dns_server=None, mock_dns=False, eab_keys=None, env=None,
-                 start_timeout=15.0):
+                 start_timeout=15.0, validity=None):
         self._own_dir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hee-pebble-")
         os.makedirs(self.workdir, exist_ok=True)
@@ -103,6 +105,7 @@ class Pebble:
         self.eab_keys = dict(eab_keys or {})
         self.extra_env = dict(env or {})
         self.start_timeout = start_timeout
+        self.validity = validity
         self.port = None
         self.mgmt_port = None
         self.proc = None
@@ -147,6 +150,8 @@ class Pebble:
         }
         if self.eab_keys:
             conf["externalAccountMACKeys"] = self.eab_keys
+        if self.validity:
+            conf["certificateValidityPeriod"] = self.validity
         path = os.path.join(self.workdir, "pebble.json")
         with open(path, "w") as f:
             json.dump({"pebble": conf}, f, indent=2)

@@ -1,4 +1,4 @@
-/* Tests control/api.c's router on a real listener (bound by evhttp, served by
+/* Tests control/api.c's router on a real listener (bound as control.c binds it, served by
  * api_http, as in the daemon): captures and
  * percent-decoding, 404/405/Allow, body rules, raw member extraction, and
  * the deferred-reply contract other subsystems rely on (reply later, reply
@@ -11,7 +11,7 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <event2/event.h>
-#include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -43,7 +43,6 @@ struct fx {
     hub_t hub;
     config_t *cfg;
     struct control c;
-    struct evhttp_bound_socket *sock;
     int port;
     struct event *tick;
     char token[128];
@@ -190,19 +189,16 @@ static int setup(void **state)
     fx.c.hub = &fx.hub;
     fx.c.cfg = fx.cfg;
     fx.c.base = event_base_new();
-    fx.c.http = evhttp_new(fx.c.base);
-    /* as control.c configures it */
-    evhttp_set_allowed_methods(fx.c.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                              EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     fx.c.store = store_open(fx.hub.store_path, STORE_RW, &err);
     assert_non_null(fx.c.store);
-    fx.sock = evhttp_bind_socket_with_handle(fx.c.http, "127.0.0.1", 0);
-    assert_non_null(fx.sock);
-    struct sockaddr_in sa;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t sl = sizeof(sa);
-    getsockname(evhttp_bound_socket_get_fd(fx.sock), (struct sockaddr *)&sa, &sl);
+    /* as control.c binds it: no callback until api_http takes it over */
+    fx.c.listener = evconnlistener_new_bind(fx.c.base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+                                            (struct sockaddr *)&sa, sizeof(sa));
+    assert_non_null(fx.c.listener);
+    getsockname(evconnlistener_get_fd(fx.c.listener), (struct sockaddr *)&sa, &sl);
     fx.port = ntohs(sa.sin_port);
-    fx.c.http_sock = fx.sock;
     fx.c.api = api_new(&fx.c, &err);
     assert_non_null(fx.c.api);
     assert_int_equal(api_route(fx.c.api, API_GET, "/t/defer/{x}", 0, 0, on_defer, NULL), 0);
@@ -232,7 +228,7 @@ static int teardown(void **state)
     struct fx *fx = *state;
     event_free(fx->tick);
     api_free(fx->c.api);
-    evhttp_free(fx->c.http);
+    evconnlistener_free(fx->c.listener);
     store_close(fx->c.store);
     event_base_free(fx->c.base);
     metrics_free(fx->hub.metrics);
