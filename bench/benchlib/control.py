@@ -180,6 +180,12 @@ def probes(ctx):
             ("probe_all_s", "6. … time until the last verification, s", 1),
             ("probe_ok", f"6. … verified (of {n:,}; the rest failed their probe and wait for the next one)", 0)]
     _guard(ctx, keys, lambda: _probes(ctx, keys, n))
+    m = ctx.p.sched_domains
+    mkeys = [("sched_rss_mb", f"6. Probe scheduler: RSS growth over a {SCHED_SECS} s sweep of {m:,} pending domains "
+                              "(from ready), MB", 1),
+             ("sched_rss_total_mb", "6. … RSS at the end of it, MB", 1),
+             ("sched_probes", f"6. … probes done in those {SCHED_SECS} s (names Knot answers NXDOMAIN for)", 0)]
+    _guard(ctx, mkeys, lambda: _sched_memory(ctx, mkeys, m))
 
 
 def _probes(ctx, keys, n):
@@ -208,6 +214,48 @@ def _probes(ctx, keys, n):
                 shutil.rmtree(h.data_dir, ignore_errors=True)
     finally:
         k.stop()
+
+
+SCHED_SECS = 20
+
+
+def _sched_memory(ctx, keys, m):
+    """Memory of the probe scheduler with m pending domains: the store holds
+    them, the scheduler only its in-flight jobs, so RSS should not follow m.
+    Once, not per run: seeding a million rows takes a while."""
+    zone = "q.test"
+    k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("sched")
+    kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
+    try:
+        h = Hee(ctx, **kw)
+        h.start("sched")
+        try:
+            h.api.setup_project(verification=["cname"])
+        finally:
+            h.stop()
+        db = open_store(h.data_dir)
+        pid = project_id(db)
+        seed_domains(db, pid, (f"m{i}.{zone}" for i in range(m)), verified=False)
+        db.close()
+        h = Hee(ctx, data_dir=h.data_dir, **kw)
+        h.start("schedb")
+        try:
+            before = P.rss_kb(h.pid)
+            time.sleep(SCHED_SECS)
+            after = P.rss_kb(h.pid)
+        finally:
+            h.stop()
+        ro = sqlite3.connect(f"file:{os.path.join(h.data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
+        done = ro.execute("SELECT count(*) FROM checks").fetchone()[0]
+        ro.close()
+        shutil.rmtree(h.data_dir, ignore_errors=True)
+    finally:
+        k.stop()
+    R = ctx.results
+    R.add(keys[0][0], keys[0][1], "hee", (after - before) / 1024, 1)
+    R.add(keys[1][0], keys[1][1], "hee", after / 1024, 1)
+    R.add(keys[2][0], keys[2][1], "hee", done, 0)
+    log(f"  scheduler over {m:,} pending domains: RSS {before} -> {after} KB in {SCHED_SECS} s, {done:,} probes")
 
 
 def _probe_wait(ctx, keys, h, pid, n, run):
