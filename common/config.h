@@ -18,6 +18,7 @@ typedef struct config {
     int workers;                 /* 0 = one per core */
     char *data_dir;
     int grace_period_ms;
+    int control_nice;            /* nice of the control thread (edge workers: 0) */
     /* [log] */
     char *log_level;
     char *access_log;            /* "off", "stderr" or a path */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -170,6 +171,10 @@ fail:
 static void *run(void *arg)
 {
     struct control *c = arg;
+    /* Linux nice is per thread: only this one yields to the edge workers. */
+    int nice = c->cfg->control_nice;
+    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
+        log_warn("control.nice_failed", "nice=%d errno=%d", nice, errno);
     event_base_dispatch(c->base);
     return NULL;
 }

@@ -219,6 +219,59 @@ def _probes(ctx, keys, n):
 SCHED_SECS = 20
 
 
+def contention(ctx):
+    """The edge's keep-alive rate with the control thread idle, then while a
+    verification sweep runs ([server] control_nice decides who yields)."""
+    n = ctx.p.sched_domains
+    keys = [("edge_idle_rps", "6. Edge keep-alive req/s, control thread idle (wrk -t1 -c64, as scenario 1)", 0),
+            ("edge_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),
+            ("edge_sweep_ratio", "6. … ratio, during the sweep ÷ idle", 2),
+            ("sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0)]
+    _guard(ctx, keys, lambda: _contention(ctx, keys, n))
+
+
+def _contention(ctx, keys, n):
+    from .load import SNI
+    from .proxy import start_hee_proxy
+    zone = "c.test"
+    k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("contend")
+    kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
+    R = ctx.results
+    try:
+        for run in range(1, ctx.p.runs + 1):
+            h = start_hee_proxy(ctx, f"ct{run}", **kw)
+            try:
+                h.api.setup_project(slug="sweep", verification=["cname"])
+                idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-idle.txt")
+            finally:
+                h.stop()
+            db = open_store(h.data_dir)
+            seed_domains(db, project_id(db, "sweep"), (f"s{i}.{zone}" for i in range(n)), verified=False)
+            db.close()
+            h = Hee(ctx, data_dir=h.data_dir, **kw)
+            h.start(f"ct{run}b")
+            try:
+                tls_get(h.port, SNI, timeout=20)  # route and certificate back from the store
+                ro = sqlite3.connect(f"file:{os.path.join(h.data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
+                c0, t0 = ro.execute("SELECT count(*) FROM checks").fetchone()[0], time.monotonic()
+                busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-sweep.txt")
+                c1, t1 = ro.execute("SELECT count(*) FROM checks").fetchone()[0], time.monotonic()
+                ro.close()
+            finally:
+                h.stop()
+                shutil.rmtree(h.data_dir, ignore_errors=True)
+            if not idle["requests"] or not busy["requests"]:
+                raise Unavailable("wrk produced no requests")
+            R.add(keys[0][0], keys[0][1], "hee", idle["rps"], 0)
+            R.add(keys[1][0], keys[1][1], "hee", busy["rps"], 0)
+            R.add(keys[2][0], keys[2][1], "hee", busy["rps"] / idle["rps"], 2)
+            R.add(keys[3][0], keys[3][1], "hee", (c1 - c0) / (t1 - t0), 0)
+            log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during the sweep "
+                f"({(c1 - c0) / (t1 - t0):,.0f} probes/s meanwhile)")
+    finally:
+        k.stop()
+
+
 def _sched_memory(ctx, keys, m):
     """Memory of the probe scheduler with m pending domains: the store holds
     them, the scheduler only its in-flight jobs, so RSS should not follow m.
