@@ -230,6 +230,63 @@ def contention(ctx):
     _guard(ctx, keys, lambda: _contention(ctx, keys, n))
 
 
+def contention_hooks(ctx):
+    """The edge's keep-alive rate while a webhook backlog is replayed."""
+    n = ctx.p.hook_n * 25
+    keys = [("edge_idle2_rps", "6. Edge keep-alive req/s, control thread idle (again, for the webhook case)", 0),
+            ("edge_hooks_rps", f"6. … while a backlog of {2 * n:,} webhook deliveries is replayed to a local receiver",
+             0),
+            ("edge_hooks_ratio", "6. … ratio, during the replay ÷ idle", 2),
+            ("hooks_during_s", "6. … deliveries/s meanwhile", 0)]
+    _guard(ctx, keys, lambda: _contention_hooks(ctx, keys, n))
+
+
+def _receiver_lines(path):
+    try:
+        return read(path).count("\n")
+    except OSError:
+        return 0
+
+
+def _contention_hooks(ctx, keys, n):
+    from .load import SNI
+    from .proxy import start_hee_proxy
+    R = ctx.results
+    for run in range(1, ctx.p.runs + 1):
+        out = os.path.join(ctx.tmp, f"hookct-{run}.tsv")
+        recv = ctx.procs.start("receiver", ["/usr/bin/python3", os.path.join(ctx.home, "tools", "hook_receiver.py"),
+                                            "--port", str(PORTS["receiver"]), "--out", out],
+                               os.path.join(ctx.tmp, f"receiver-ct{run}.log"))
+        h = start_hee_proxy(ctx, f"hc{run}")
+        try:
+            if not P.wait_port(PORTS["receiver"], 10, recv):
+                raise RuntimeError("webhook receiver did not start")
+            ep = create_endpoint(h.api, f"http://127.0.0.1:{PORTS['receiver']}/hook")
+            path = "/v1/webhook-endpoints/" + ep["endpoint"]["id"]
+            h.api.expect("PATCH (disable)", *h.api.request("PATCH", path, {"disabled": True}))
+            _, bad, err = add_domains_parallel(h.port_api, h.data_dir, [f"b{i}.hc{run}.test" for i in range(n)],
+                                               parallel=4)
+            if bad:
+                raise Unavailable(f"registration failed for {bad}: {err}")
+            time.sleep(2)
+            idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-idle.txt")
+            n0, t0 = _receiver_lines(out), time.monotonic()
+            h.api.expect("PATCH (enable)", *h.api.request("PATCH", path, {"disabled": False}))
+            busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-replay.txt")
+            n1, t1 = _receiver_lines(out), time.monotonic()
+        finally:
+            h.stop()
+            ctx.procs.stop(recv)
+        if not idle["requests"] or not busy["requests"]:
+            raise Unavailable("wrk produced no requests")
+        R.add(keys[0][0], keys[0][1], "hee", idle["rps"], 0)
+        R.add(keys[1][0], keys[1][1], "hee", busy["rps"], 0)
+        R.add(keys[2][0], keys[2][1], "hee", busy["rps"] / idle["rps"], 2)
+        R.add(keys[3][0], keys[3][1], "hee", (n1 - n0) / (t1 - t0), 0)
+        log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during the replay "
+            f"({(n1 - n0) / (t1 - t0):,.0f} deliveries/s meanwhile)")
+
+
 def _contention(ctx, keys, n):
     from .load import SNI
     from .proxy import start_hee_proxy
