@@ -43,10 +43,10 @@ PARTS = {"idle": [proxy.idle_memory], "certs": [ondemand.cert_memory], "resolve"
 
 FULL = dict(runs=3, duration=10, idle_n=10000, hee_certs=10000, caddy_certs=1000, cert_runs=None, od_seq=20,
             od_conc=50, startup_certs=100000, resolve_domains=1000000, reg_n=20000, probe_n=10000,
-            probe_timeout=180, sched_domains=1000000, hook_n=1000, hook_timeout=180)
+            probe_timeout=180, sched_domains=1000000, contend_domains=300000, hook_n=1000, hook_timeout=180)
 QUICK = dict(FULL, runs=1, duration=3, idle_n=1000, hee_certs=500, caddy_certs=50, startup_certs=10000,
              resolve_domains=100000, reg_n=2000, probe_n=1000, hook_n=200, hook_timeout=60, probe_timeout=60,
-             sched_domains=100000)
+             sched_domains=100000, contend_domains=30000)
 
 
 def parse_args(argv):
@@ -70,7 +70,8 @@ def parse_args(argv):
              "resolve_domains": "domains seeded for the resolve test",
              "reg_n": "domains registered through the API per run", "probe_n": "pending domains to verify per run",
              "probe_timeout": "seconds to wait for them",
-             "sched_domains": "pending domains for the scheduler-memory measurement", "hook_n": "registrations whose webhooks are timed",
+             "sched_domains": "pending domains for the scheduler-memory measurement",
+             "contend_domains": "pending domains swept while the edge is under load (contention)", "hook_n": "registrations whose webhooks are timed",
              "hook_timeout": "seconds to wait for the deliveries"}
     for k, v in FULL.items():
         if k != "cert_runs":
