@@ -9,7 +9,7 @@ BUILD=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libevent-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libldns-dev
        libjansson-dev libidn2-dev libpsl-dev libinih-dev libcmocka-dev)
 RUN=(openssl ca-certificates sqlite3 curl)
-TEST=(pebble knot knot-dnsutils python3 python3-cryptography procps iproute2 nginx wrk)
+TEST=(pebble knot knot-dnsutils python3 python3-cryptography procps iproute2 nginx wrk strace)
 
 want=("${BUILD[@]}" "${RUN[@]}")
 case "${1:-run}" in
