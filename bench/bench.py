@@ -186,7 +186,7 @@ def main():
     busy = [f"{k}:{v}" for k, v in PORTS.items() if P.port_open(v)]
     if busy:
         sys.exit(f"bench/run: ports already in use on 127.0.0.1: {', '.join(busy)}")
-    todo = selected(a)
+    chosen = selected(a)
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt
@@ -203,7 +203,7 @@ def main():
         if ctx.hee_missing or ctx.edge_missing:
             log(f"Hee is n/a where it needs {'anything' if ctx.hee_missing else 'the edge'}: "
                 f"{ctx.hee_missing or ctx.edge_missing}")
-        for name, fns in todo:
+        for name, fns in chosen:
             t0 = time.monotonic()
             log(f"=== {name} ===")
             for fn in fns:

@@ -42,6 +42,7 @@
 #include "common/store_usage.h"
 #include "common/util.h"
 #include "control/api_http.h"
+#include "edge/http1.h"
 #include "control/ctl.h"
 
 #define MAX_ROUTES 128
@@ -112,32 +113,6 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
-    }
-}
 
 static const char *method_name(unsigned m)
 {
@@ -198,7 +173,7 @@ static void finish(api_req_t *r, int status, const char *content_type, const voi
     if (status >= 400)
         metrics_inc(c->hub->metrics, M_API_ERRORS);
     metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
-    api_http_reply(r->hreq, status, reason_phrase(status), http_date(r->api), content_type, r->_hdrs, r->_hdrs_len,
+    api_http_reply(r->hreq, status, http1_reason(status), http_date(r->api), content_type, r->_hdrs, r->_hdrs_len,
                    data, len, r->_close);
     r->_done = 1;
     /* A deferred request replied to later is ours to free here; one answered
@@ -814,7 +789,7 @@ static void reply_unreadable(api_req_t *r, int status, const char *why)
     else if (status == 411)
         api_error(r, 411, "invalid", "%s", why ? why : "Content-Length is required");
     else if (status == 501 || status == 505)
-        api_error(r, status, "invalid", "unsupported request: %s", why ? why : "not implemented");
+        api_error(r, status, "invalid", "unsupported request: %s", why ? why : "this HTTP feature");
     else
         api_error(r, status, "invalid", "malformed request: %s", why ? why : "bad request");
 }

@@ -243,4 +243,8 @@ void http1_chunked_init(struct http1_chunked *st, const struct http1_chunked_lim
 enum http1_result http1_chunked_feed(struct http1_chunked *st, const char *buf, size_t len,
                                      size_t *consumed, struct http1_span *data);
 
+/* The reason phrase for a status Hee sends (RFC 9110 names); "Error", or
+ * "Internal Server Error" for an unknown 5xx. Static. */
+const char *http1_reason(int status);
+
 #endif

@@ -137,28 +137,6 @@ void proxy_free_lists(edge_worker_t *w)
     w->n_req_free = 0;
 }
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-    }
-}
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -264,7 +242,7 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
-                     status, reason(status), body_len, w->wc.rid_out, rq->rid, headers ? headers : "",
+                     status, http1_reason(status), body_len, w->wc.rid_out, rq->rid, headers ? headers : "",
                      close ? "Connection: close\r\n"
                      : (rq->flags & RQ_HTTP10) ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head) ||
@@ -332,7 +310,7 @@ static void local_error(conn_t *c, int status, const char *what)
 {
     req_t *rq = c->req;
     char body[512];
-    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, reason(status), what,
+    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, http1_reason(status), what,
                      rq ? rq->rid : "-");
     proxy_local_reply(c, status, NULL, body, n > 0 ? (size_t)n : 0, 1);
 }
@@ -426,7 +404,8 @@ static void bad_request(conn_t *c, int status, const char *why)
     c->flags |= CF_LINGER; /* whatever followed the bad bytes is unread */
     log_debug("http.bad_request", "peer=%s status=%d reason=\"%s\" rid=%s", c->ip, status, why, c->req->rid);
     char body[256];
-    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, reason(status), why, c->req->rid);
+    int n = snprintf(body, sizeof(body), "%d %s: %s\nrequest id: %s\n", status, http1_reason(status), why,
+                     c->req->rid);
     proxy_local_reply(c, status, NULL, body, n > 0 ? (size_t)n : 0, 1);
 }
 

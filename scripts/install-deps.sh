@@ -10,12 +10,15 @@ BUILD=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libjansson-dev libidn2-dev libpsl-dev libinih-dev libcmocka-dev)
 RUN=(openssl ca-certificates sqlite3 curl)
 TEST=(pebble knot knot-dnsutils python3 python3-cryptography procps iproute2 nginx wrk strace)
+# bench/run's peers and clients (bench/setup.sh)
+BENCH=(caddy pebble nginx haproxy wrk nghttp2-client knot knot-dnsutils python3 procps)
 
 want=("${BUILD[@]}" "${RUN[@]}")
 case "${1:-run}" in
   test) want+=("${TEST[@]}") ;;
+  bench) want+=("${BENCH[@]}") ;;
   run)  ;;
-  *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -27,6 +30,7 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 
+[[ $(id -u) == 0 ]] || { echo "[deps] need root to install: ${missing[*]}" >&2; exit 1; }
 created_policy=0
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d

@@ -188,25 +188,55 @@ def probes(ctx):
     _guard(ctx, mkeys, lambda: _sched_memory(ctx, mkeys, m))
 
 
+def _dns_kw(zone):
+    """Hee settings for probing against the bench's Knot serving zone."""
+    return {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
+
+
+def _seed_pending(data_dir, names, slug=SLUG):
+    """Adds names as pending domains of slug (due for a probe now); the
+    daemon must be stopped. Returns the project id."""
+    db = open_store(data_dir)
+    try:
+        pid = project_id(db, slug)
+        seed_domains(db, pid, names, verified=False)
+    finally:
+        db.close()
+    return pid
+
+
+def _pending_hee(ctx, zone, names, tag):
+    """A Hee whose store holds names as pending domains of a CNAME-verified
+    project, started (so probing begins at start-up). Returns (hee, project id)."""
+    kw = _dns_kw(zone)
+    h = Hee(ctx, **kw)
+    h.start(tag)
+    try:
+        h.api.setup_project(verification=["cname"])
+    finally:
+        h.stop()
+    pid = _seed_pending(h.data_dir, names)
+    h = Hee(ctx, data_dir=h.data_dir, **kw)
+    h.start(tag + "b")
+    return h, pid
+
+
+def _checks(data_dir):
+    """Probe results stored so far (read-only)."""
+    ro = sqlite3.connect(f"file:{os.path.join(data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
+    try:
+        return ro.execute("SELECT count(*) FROM checks").fetchone()[0]
+    finally:
+        ro.close()
+
+
 def _probes(ctx, keys, n):
     zone = "p.test"
     recs = ["edge A 127.0.0.1"] + [f"h{i} CNAME edge.{zone}." for i in range(n)]
     k = Knot(ctx, zone, recs).start("probe")
     try:
-        kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
         for run in range(1, ctx.p.runs + 1):
-            h = Hee(ctx, **kw)
-            h.start(f"probe{run}")
-            try:
-                h.api.setup_project(verification=["cname"])
-            finally:
-                h.stop()
-            db = open_store(h.data_dir)
-            pid = project_id(db)
-            seed_domains(db, pid, (f"h{i}.{zone}" for i in range(n)), verified=False)
-            db.close()
-            h = Hee(ctx, data_dir=h.data_dir, **kw)
-            h.start(f"probe{run}b")
+            h, pid = _pending_hee(ctx, zone, (f"h{i}.{zone}" for i in range(n)), f"probe{run}")
             try:
                 _probe_wait(ctx, keys, h, pid, n, run)
             finally:
@@ -241,6 +271,23 @@ def contention_hooks(ctx):
     _guard(ctx, keys, lambda: _contention_hooks(ctx, keys, n))
 
 
+def _start_receiver(ctx, out, tag):
+    """tools/hook_receiver.py on the receiver port, appending to out."""
+    recv = ctx.procs.start("receiver", ["/usr/bin/python3", os.path.join(ctx.home, "tools", "hook_receiver.py"),
+                                        "--port", str(PORTS["receiver"]), "--out", out],
+                           os.path.join(ctx.tmp, f"receiver-{tag}.log"))
+    if not P.wait_port(PORTS["receiver"], 10, recv):
+        ctx.procs.stop(recv)
+        raise RuntimeError("webhook receiver did not start")
+    return recv
+
+
+def _endpoint_disabled(h, ep, disabled):
+    path = "/v1/webhook-endpoints/" + ep["endpoint"]["id"]
+    what = "PATCH (disable)" if disabled else "PATCH (enable)"
+    h.api.expect(what, *h.api.request("PATCH", path, {"disabled": disabled}))
+
+
 def _receiver_lines(path):
     try:
         return read(path).count("\n")
@@ -251,19 +298,17 @@ def _receiver_lines(path):
 def _contention_hooks(ctx, keys, n):
     from .load import SNI
     from .proxy import start_hee_proxy
-    R = ctx.results
     for run in range(1, ctx.p.runs + 1):
         out = os.path.join(ctx.tmp, f"hookct-{run}.tsv")
-        recv = ctx.procs.start("receiver", ["/usr/bin/python3", os.path.join(ctx.home, "tools", "hook_receiver.py"),
-                                            "--port", str(PORTS["receiver"]), "--out", out],
-                               os.path.join(ctx.tmp, f"receiver-ct{run}.log"))
-        h = start_hee_proxy(ctx, f"hc{run}")
+        recv = _start_receiver(ctx, out, f"ct{run}")
         try:
-            if not P.wait_port(PORTS["receiver"], 10, recv):
-                raise RuntimeError("webhook receiver did not start")
+            h = start_hee_proxy(ctx, f"hc{run}")
+        except BaseException:
+            ctx.procs.stop(recv)
+            raise
+        try:
             ep = create_endpoint(h.api, f"http://127.0.0.1:{PORTS['receiver']}/hook")
-            path = "/v1/webhook-endpoints/" + ep["endpoint"]["id"]
-            h.api.expect("PATCH (disable)", *h.api.request("PATCH", path, {"disabled": True}))
+            _endpoint_disabled(h, ep, True)
             _, bad, err = add_domains_parallel(h.port_api, h.data_dir, [f"b{i}.hc{run}.test" for i in range(n)],
                                                parallel=4)
             if bad:
@@ -271,20 +316,24 @@ def _contention_hooks(ctx, keys, n):
             time.sleep(2)
             idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-idle.txt")
             n0, t0 = _receiver_lines(out), time.monotonic()
-            h.api.expect("PATCH (enable)", *h.api.request("PATCH", path, {"disabled": False}))
+            _endpoint_disabled(h, ep, False)
             busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-replay.txt")
             n1, t1 = _receiver_lines(out), time.monotonic()
         finally:
             h.stop()
             ctx.procs.stop(recv)
-        if not idle["requests"] or not busy["requests"]:
-            raise Unavailable("wrk produced no requests")
-        R.add(keys[0][0], keys[0][1], "hee", idle["rps"], 0)
-        R.add(keys[1][0], keys[1][1], "hee", busy["rps"], 0)
-        R.add(keys[2][0], keys[2][1], "hee", busy["rps"] / idle["rps"], 2)
-        R.add(keys[3][0], keys[3][1], "hee", (n1 - n0) / (t1 - t0), 0)
-        log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during the replay "
-            f"({(n1 - n0) / (t1 - t0):,.0f} deliveries/s meanwhile)")
+        _contention_add(ctx, keys, run, idle, busy, (n1 - n0) / (t1 - t0), "the replay", "deliveries")
+
+
+def _contention_add(ctx, keys, run, idle, busy, rate, during, what):
+    """Records one run of a contention measurement: keys are (idle req/s,
+    req/s during, ratio, background rate meanwhile)."""
+    if not idle["requests"] or not busy["requests"]:
+        raise Unavailable("wrk produced no requests")
+    for (k, label, dec), v in zip(keys, (idle["rps"], busy["rps"], busy["rps"] / idle["rps"], rate)):
+        ctx.results.add(k, label, "hee", v, dec)
+    log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during {during} "
+        f"({rate:,.0f} {what}/s meanwhile)")
 
 
 def _contention(ctx, keys, n):
@@ -292,8 +341,7 @@ def _contention(ctx, keys, n):
     from .proxy import start_hee_proxy
     zone = "c.test"
     k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("contend")
-    kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
-    R = ctx.results
+    kw = _dns_kw(zone)
     try:
         for run in range(1, ctx.p.runs + 1):
             h = start_hee_proxy(ctx, f"ct{run}", **kw)
@@ -302,29 +350,18 @@ def _contention(ctx, keys, n):
                 idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-idle.txt")
             finally:
                 h.stop()
-            db = open_store(h.data_dir)
-            seed_domains(db, project_id(db, "sweep"), (f"s{i}.{zone}" for i in range(n)), verified=False)
-            db.close()
+            _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
             h = Hee(ctx, data_dir=h.data_dir, **kw)
             h.start(f"ct{run}b")
             try:
                 tls_get(h.port, SNI, timeout=20)  # route and certificate back from the store
-                ro = sqlite3.connect(f"file:{os.path.join(h.data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
-                c0, t0 = ro.execute("SELECT count(*) FROM checks").fetchone()[0], time.monotonic()
+                c0, t0 = _checks(h.data_dir), time.monotonic()
                 busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-sweep.txt")
-                c1, t1 = ro.execute("SELECT count(*) FROM checks").fetchone()[0], time.monotonic()
-                ro.close()
+                c1, t1 = _checks(h.data_dir), time.monotonic()
             finally:
                 h.stop()
                 shutil.rmtree(h.data_dir, ignore_errors=True)
-            if not idle["requests"] or not busy["requests"]:
-                raise Unavailable("wrk produced no requests")
-            R.add(keys[0][0], keys[0][1], "hee", idle["rps"], 0)
-            R.add(keys[1][0], keys[1][1], "hee", busy["rps"], 0)
-            R.add(keys[2][0], keys[2][1], "hee", busy["rps"] / idle["rps"], 2)
-            R.add(keys[3][0], keys[3][1], "hee", (c1 - c0) / (t1 - t0), 0)
-            log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during the sweep "
-                f"({(c1 - c0) / (t1 - t0):,.0f} probes/s meanwhile)")
+            _contention_add(ctx, keys, run, idle, busy, (c1 - c0) / (t1 - t0), "the sweep", "probes")
     finally:
         k.stop()
 
@@ -335,29 +372,15 @@ def _sched_memory(ctx, keys, m):
     Once, not per run: seeding a million rows takes a while."""
     zone = "q.test"
     k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("sched")
-    kw = {"resolvers": f"127.0.0.1:{PORTS['dns']}", "edge_target": f"edge.{zone}"}
     try:
-        h = Hee(ctx, **kw)
-        h.start("sched")
-        try:
-            h.api.setup_project(verification=["cname"])
-        finally:
-            h.stop()
-        db = open_store(h.data_dir)
-        pid = project_id(db)
-        seed_domains(db, pid, (f"m{i}.{zone}" for i in range(m)), verified=False)
-        db.close()
-        h = Hee(ctx, data_dir=h.data_dir, **kw)
-        h.start("schedb")
+        h, _ = _pending_hee(ctx, zone, (f"m{i}.{zone}" for i in range(m)), "sched")
         try:
             before = P.rss_kb(h.pid)
             time.sleep(SCHED_SECS)
             after = P.rss_kb(h.pid)
         finally:
             h.stop()
-        ro = sqlite3.connect(f"file:{os.path.join(h.data_dir, 'hee.db')}?mode=ro", uri=True, timeout=10)
-        done = ro.execute("SELECT count(*) FROM checks").fetchone()[0]
-        ro.close()
+        done = _checks(h.data_dir)
         shutil.rmtree(h.data_dir, ignore_errors=True)
     finally:
         k.stop()
@@ -492,8 +515,7 @@ def _drain(ctx, h, out, run, ep, m):
     """The engine alone: m registrations while the endpoint is disabled (their
     deliveries wait), then re-enable it and time the replay, from the PATCH
     to the last delivery's arrival. Returns (deliveries/s, deliveries)."""
-    path = "/v1/webhook-endpoints/" + ep["endpoint"]["id"]
-    h.api.expect("PATCH (disable)", *h.api.request("PATCH", path, {"disabled": True}))
+    _endpoint_disabled(h, ep, True)
     names = [f"d{i}.hook{run}.test" for i in range(m)]
     sent = {}
     _, bad, err = add_domains_parallel(h.port_api, h.data_dir, names, parallel=4,
@@ -502,7 +524,7 @@ def _drain(ctx, h, out, run, ep, m):
         raise Unavailable(f"registration failed for {bad}: {err}")
     time.sleep(2)  # let verification and its events land before the clock starts
     t0 = time.time()
-    h.api.expect("PATCH (enable)", *h.api.request("PATCH", path, {"disabled": False}))
+    _endpoint_disabled(h, ep, False)
     first, times = _collect_deliveries(out, sent, ctx.p.hook_timeout)
     if len(first) < m or not times:
         raise Unavailable(f"only {len(first)} of {m} backlogged domains' deliveries arrived")
@@ -513,13 +535,9 @@ def _webhooks(ctx, keys, m):
     R = ctx.results
     for run in range(1, ctx.p.runs + 1):
         out = os.path.join(ctx.tmp, f"hooks-{run}.tsv")
-        recv = ctx.procs.start("receiver", ["/usr/bin/python3", os.path.join(ctx.home, "tools", "hook_receiver.py"),
-                                            "--port", str(PORTS["receiver"]), "--out", out],
-                               os.path.join(ctx.tmp, f"receiver-{run}.log"))
+        recv = _start_receiver(ctx, out, str(run))
         h = Hee(ctx)
         try:
-            if not P.wait_port(PORTS["receiver"], 10, recv):
-                raise RuntimeError("webhook receiver did not start")
             h.start(f"hook{run}")
             h.api.setup_project()
             ep = create_endpoint(h.api, f"http://127.0.0.1:{PORTS['receiver']}/hook")

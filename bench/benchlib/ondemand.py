@@ -161,16 +161,16 @@ def _batch(ctx, system, pid, port, names, ca, keys):
     time.sleep(3)
     before = P.rss_kb(pid)
     t0 = time.monotonic()
-    todo, ok = list(names), 0
+    left, ok = list(names), 0
     for attempt in range(3):   # Caddy refuses some at 16 in parallel ("on-demand rate limit exceeded")
-        res = tls_many(port, todo, parallel=16, cafile=ca, timeout=120)
+        res = tls_many(port, left, parallel=16, cafile=ca, timeout=120)
         ok += sum(1 for x in res if x["code"] == 200)
         bad = [x for x in res if x["code"] != 200]
         if not bad:
             break
         log(f"  {system}: pass {attempt + 1}: {len(bad)} failed, first: {bad[0]['name']} "
             f"{bad[0]['error'] or bad[0]['code']}")
-        todo = [x["name"] for x in bad]
+        left = [x["name"] for x in bad]
     secs = time.monotonic() - t0
     time.sleep(10)
     after = P.rss_kb(pid)

@@ -115,13 +115,13 @@ def tree_pids(root):
             parent[int(d)] = int(s[s.rindex(")") + 2:].split()[1])
         except (OSError, ValueError):
             continue
-    out, todo = {root}, [root]
-    while todo:
-        p = todo.pop()
+    out, stack = {root}, [root]
+    while stack:
+        p = stack.pop()
         for c, pp in parent.items():
             if pp == p and c not in out:
                 out.add(c)
-                todo.append(c)
+                stack.append(c)
     return out
 
 

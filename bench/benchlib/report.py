@@ -102,49 +102,35 @@ class Results:
         return "\n".join(out) + "\n"
 
     def aims(self):
+        """One line per aim of the issues: figures, ratio and verdict, or
+        'not measured' when either side is missing."""
         m = self.med
-        res = []
 
-        def verdict(ok):
-            return "**met**" if ok else "**not met**"
+        def aim(title, outcome):
+            """outcome: (met?, figures) or None when not measured."""
+            if outcome is None:
+                return f"{title}: not measured"
+            return f"{title}: {outcome[1]} — {'**met**' if outcome[0] else '**not met**'}"
 
         h, n, a = m("ka_rps", "hee"), m("ka_rps", "nginx"), m("ka_rps", "haproxy")
-        if h is not None and (n or a):
-            best = max(x for x in (n, a) if x)
-            res.append(f"Proxied keep-alive requests/s ≥ 1.2 × the better of nginx and HAProxy: "
-                       f"{h:,.0f} vs {best:,.0f} = {h / best:.2f}× — {verdict(h / best >= 1.2)}")
-        else:
-            res.append("Proxied keep-alive requests/s ≥ 1.2 × best of nginx/HAProxy: not measured")
+        b = max((x for x in (n, a) if x), default=None)
+        res = [aim("Proxied keep-alive requests/s ≥ 1.2 × the better of nginx and HAProxy",
+                   (h / b >= 1.2, f"{h:,.0f} vs {b:,.0f} = {h / b:.2f}×") if h is not None and b else None)]
         h, n = m("hs_cpu_us", "hee"), m("hs_cpu_us", "nginx")
-        if h is not None and n:
-            res.append(f"Proxy CPU per handshake ≤ nginx's: {h:.0f} µs vs {n:.0f} µs = {h / n:.2f}× — "
-                       f"{verdict(h <= n)}")
-        else:
-            res.append("Proxy CPU per handshake ≤ nginx's: not measured")
+        res.append(aim("Proxy CPU per handshake ≤ nginx's",
+                       (h <= n, f"{h:.0f} µs vs {n:.0f} µs = {h / n:.2f}×") if h is not None and n else None))
         h, c = m("od_seq_med_ms", "hee"), m("od_seq_med_ms", "caddy")
-        ok50 = m("od_conc_ok", "hee")
-        okmin = min(self.rows["od_conc_ok"].values.get("hee", [0])) if "od_conc_ok" in self.rows else None
-        if h is not None and c:
-            res.append(f"First-request latency ≤ ¼ of Caddy's: {h:.0f} ms vs {c:.0f} ms = {h / c:.3f}× — "
-                       f"{verdict(h <= c / 4)}")
-        else:
-            res.append("First-request latency ≤ ¼ of Caddy's: not measured")
-        if ok50 is not None:
-            res.append(f"All 50 simultaneous new names served: worst run {okmin:.0f}/50 — {verdict(okmin >= 50)}")
-        else:
-            res.append("All 50 simultaneous new names served: not measured")
+        res.append(aim("First-request latency ≤ ¼ of Caddy's",
+                       (h <= c / 4, f"{h:.0f} ms vs {c:.0f} ms = {h / c:.3f}×") if h is not None and c else None))
+        worst = min(self.rows["od_conc_ok"].values.get("hee", [0])) if "od_conc_ok" in self.rows else 0
+        res.append(aim("All 50 simultaneous new names served",
+                       (worst >= 50, f"worst run {worst:.0f}/50") if m("od_conc_ok", "hee") is not None else None))
         h, c = m("kb_per_cert", "hee"), m("kb_per_cert", "caddy")
-        if h is not None and c:
-            res.append(f"Memory per cached certificate ≤ ¼ of Caddy's: {h:.2f} KB vs {c:.2f} KB = {h / c:.2f}× — "
-                       f"{verdict(h <= c / 4)}")
-        else:
-            res.append("Memory per cached certificate ≤ ¼ of Caddy's: not measured")
+        res.append(aim("Memory per cached certificate ≤ ¼ of Caddy's",
+                       (h <= c / 4, f"{h:.2f} KB vs {c:.2f} KB = {h / c:.2f}×") if h is not None and c else None))
         h, n = m("kb_per_conn", "hee"), m("kb_per_conn", "nginx")
-        if h is not None and n:
-            res.append(f"Memory per idle TLS connection ≤ ⅔ of nginx's: {h:.1f} KB vs {n:.1f} KB = {h / n:.2f}× — "
-                       f"{verdict(h <= n * 2 / 3)}")
-        else:
-            res.append("Memory per idle TLS connection ≤ ⅔ of nginx's: not measured")
+        res.append(aim("Memory per idle TLS connection ≤ ⅔ of nginx's",
+                       (h <= n * 2 / 3, f"{h:.1f} KB vs {n:.1f} KB = {h / n:.2f}×") if h is not None and n else None))
         return res
 
     def dump(self, path):

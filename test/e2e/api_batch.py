@@ -8,7 +8,7 @@ import re
 import socket
 import time
 
-from heetest import Hee, expect, run, test
+from heetest import Hee, expect, recv_to_eof, run, test
 
 H = Hee(conf={"api": {"rate_limit": "0"}})
 
@@ -67,12 +67,7 @@ def burst_mixed(pairs):
         s.sendall(req)
     out = []
     for s, _ in socks:
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_eof(s)
         s.close()
         head, _, body = data.partition(b"\r\n\r\n")
         out.append((int(head.split()[1]), body))

@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from heetest import Hee, expect, run, test  # noqa: E402
+from heetest import Hee, expect, recv_to_eof, run, test  # noqa: E402
 from upstream import Upstream, pattern  # noqa: E402
 from edge_common import (TestCA, curl_reused, curl_verbose, edge, fetch, metric, read_response,  # noqa: E402
                          seed_domain, seed_cert, seed_project, sni_conn, tls_client, wait_metric)
@@ -342,12 +342,7 @@ def slow_upstream_and_slow_client():
 def upstream_truncates_and_closes():
     s = conn()
     s.sendall(b"GET /truncate?n=10000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
+    got = recv_to_eof(s)
     expect(got.startswith(b"HTTP/1.1 200") and len(got.split(b"\r\n\r\n", 1)[1]) == 5000,
            "truncated body relayed then closed")
     s = conn()
@@ -363,13 +358,7 @@ def upstream_truncates_and_closes():
 def http10_client_gets_dechunked_body():
     s = conn()
     s.sendall(b"GET /stream?n=100000&chunked=1 HTTP/1.0\r\nHost: app.test\r\n\r\n")
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
-    head, body = got.split(b"\r\n\r\n", 1)
+    head, body = recv_to_eof(s).split(b"\r\n\r\n", 1)
     expect(b"chunked" not in head.lower() and body == pattern(100000), "HTTP/1.0 body without chunking")
 
 

@@ -50,6 +50,8 @@ API
                                       exits 1 if any failed (or none ran)
     expect(cond, msg)                 assert with a message
     expect_error(resp, status, code)  asserts an API error response
+    recv_to_eof(sock) -> bytes        reads until the peer closes
+    peer_closed(sock, timeout=5)      True when the peer closes/resets in time
 
     load_yaml(text)                   PyYAML if installed, else a parser for
                                       the block-style subset openapi-v1.yaml uses
@@ -403,6 +405,26 @@ _tests = []
 def test(fn):
     _tests.append(fn)
     return fn
+
+
+def recv_to_eof(sock):
+    """Every byte the peer sends until it closes (socket timeouts apply)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def peer_closed(sock, timeout=5):
+    """True when the peer closes or resets sock within timeout (a byte
+    arriving instead means it did not)."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(100) == b""
+    except (ConnectionResetError, OSError):
+        return True
 
 
 def expect(cond, msg="expectation failed"):
