@@ -31,7 +31,7 @@ static const struct crow rows[] = {
     { "server", "workers", T_INT, F(workers), 0, "0", 0, 256, 0 },
     { "server", "data_dir", T_STR, F(data_dir), 0, "/var/lib/hee", 0, 0, 0 },
     { "server", "grace_period", T_MS, F(grace_period_ms), 0, "10s", 0, 3600000, 1 },
-    { "server", "control_nice", T_INT, F(control_nice), 0, "10", 0, 19, 0 },
+    { "server", "background_nice", T_INT, F(background_nice), 0, "10", 0, 19, 0 },
     { "log", "level", T_STR, F(log_level), 0, "info", 0, 0, 1 },
     { "log", "access_log", T_STR, F(access_log), 0, "off", 0, 0, 0 },
     { "edge", "tls_listen", T_LIST, LIST(tls_listen), "0.0.0.0:8443", 0, 0, 0 },

@@ -18,7 +18,7 @@ typedef struct config {
     int workers;                 /* 0 = one per core */
     char *data_dir;
     int grace_period_ms;
-    int control_nice;            /* nice of the control thread (edge workers: 0) */
+    int background_nice;         /* nice of the background thread (probes, webhooks) */
     /* [log] */
     char *log_level;
     char *access_log;            /* "off", "stderr" or a path */

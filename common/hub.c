@@ -17,11 +17,12 @@ msg_t *hub_msg(enum msg_type type, const char *host)
 
 int hub_to_control(hub_t *h, msg_t *msg)
 {
-    if (!h->to_control) {
+    queue_t *q = msg->type == MSG_PROBE_WANTED && h->to_bg ? h->to_bg : h->to_control;
+    if (!q || queue_push(q, msg) != 0) {
         msg_free(msg);
         return -1;
     }
-    return queue_push(h->to_control, msg);
+    return 0;
 }
 
 int hub_broadcast(hub_t *h, const msg_t *msg)

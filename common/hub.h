@@ -1,5 +1,6 @@
-/* hub: what edge workers and the control thread share — the only meeting
- * point between edge/ and control/ besides the store file.
+/* hub: what edge workers, the control thread and the background thread
+ * share — the only meeting point between edge/ and control/ besides the
+ * store file.
  *
  * main() creates the hub and everything in it before any thread starts and
  * frees it after every thread has joined; threads only read the pointers.
@@ -22,11 +23,14 @@ typedef struct hub {
     challenge_table_t *challenges;
     tickets_t *tickets;          /* TLS session ticket keys, rotated by control */
     queue_t *to_control;         /* edge → control (set once the control loop exists) */
+    queue_t *to_bg;              /* → background thread (probes, webhooks); NULL = to_control */
     queue_t **to_worker;         /* control → worker i (set as each worker starts) */
     int n_workers;
 } hub_t;
 
-/* Sends msg to the control thread; takes ownership of msg in every case. */
+/* Sends msg to the control thread — or, for MSG_PROBE_WANTED, to the
+ * background thread that runs the probes; takes ownership of msg in every
+ * case. */
 int hub_to_control(hub_t *h, msg_t *msg);
 /* Sends a copy of msg to every worker; the caller keeps msg. */
 int hub_broadcast(hub_t *h, const msg_t *msg);

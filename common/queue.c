@@ -100,11 +100,12 @@ int queue_push(queue_t *q, void *msg)
         q->head = n;
     q->tail = n;
     pthread_mutex_unlock(&q->lock);
-    /* Only the push that makes the list non-empty needs to wake the loop. */
+    /* Only the push that makes the list non-empty needs to wake the loop.
+     * A failed write leaves msg queued: the next wake-up delivers it. */
     if (was_empty) {
         uint64_t one = 1;
         if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-            return -1;
+            log_warn("queue.wake", "errno=%d", errno);
     }
     return 0;
 }

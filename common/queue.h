@@ -15,7 +15,8 @@ typedef void (*queue_cb)(void *msg, void *arg);
 
 queue_t *queue_new(struct event_base *base, queue_cb on_msg, void (*free_msg)(void *), void *arg);
 void queue_free(queue_t *q);
-/* 0, or -1 if the wake-up could not be signalled (the message is still queued). */
+/* 0: msg is queued and belongs to the queue; -1: out of memory, msg is
+ * still the caller's. */
 int queue_push(queue_t *q, void *msg);
 
 #endif

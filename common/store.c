@@ -117,16 +117,20 @@ store_t *store_open(const char *path, enum store_mode mode, char **err)
     }
     s->mode = mode;
     /* Private keys and token hashes live in this file: create it 0600 before
-     * SQLite does (SQLite gives its -wal and -shm files the same mode). */
+     * SQLite does (SQLite gives its -wal and -shm files the same mode).
+     * Never open() and close() a file this process may already have open
+     * through SQLite: close() drops every POSIX lock the process holds on
+     * it, another process then believes it is the last user and deletes the
+     * WAL under our feet. Hence O_EXCL (a new file), and chmod() by path. */
     if (mode == STORE_RW) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+        else if (errno != EEXIST) {
             *err = dupmsg(path, strerror(errno));
             goto fail;
-        }
-        if (fchmod(fd, 0600) != 0)
+        } else if (chmod(path, 0600) != 0)
             log_warn("store.chmod", "path=%s errno=%d", path, errno);
-        close(fd);
     }
     int flags = SQLITE_OPEN_NOMUTEX |
                 (mode == STORE_RW ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);

@@ -1111,6 +1111,12 @@ void api_quiesce(api_t *a)
     api_resolve_quiesce(a->resolve);
 }
 
+void api_store_changed(api_t *a)
+{
+    if (a)
+        api_resolve_quiesce(a->resolve);
+}
+
 struct control *api_control(api_t *a)
 {
     return a->c;

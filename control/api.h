@@ -86,6 +86,10 @@ void api_flush(api_t *a);
  * batch, and lets go of the read-lock pin so that a checkpoint can finish.
  * Later requests work as before. */
 void api_quiesce(api_t *a);
+/* Another thread of this process committed a change (the background
+ * thread's verification): lets go of resolve's read-lock pin so the next
+ * lookup sees it, as a commit on the API's own handle would. */
+void api_store_changed(api_t *a);
 
 /* Adds a route. pattern: literal segments and {name} captures, e.g.
  * "/v1/edge/domains/{hostname}/verify". methods: API_GET|API_POST…;

@@ -15,10 +15,10 @@
 #include "common/store_hook.h"
 #include "common/util.h"
 #include "control/api.h"
+#include "control/bridge.h"
 #include "control/ctl.h"
 #include "control/hook_sign.h"
 #include "control/hooks.h"
-#include "control/subsys.h"
 
 #define DESCRIPTION_MAX 512
 #define LIST_MAX 100
@@ -148,7 +148,7 @@ static int check_description(api_req_t *r, const char *d)
 static int check_url(api_req_t *r, const char *url)
 {
     char why[160];
-    if (hooks_check_url(r->c->hooks, url, why, sizeof(why)) != 0)
+    if (hooks_check_url(r->c->cfg, url, why, sizeof(why)) != 0)
         return api_error(r, 400, "invalid", "%s", why), -1;
     return 0;
 }
@@ -344,7 +344,7 @@ static void on_update(api_req_t *r)
         goto out;
     /* Queues change shape only when deliveries were parked or released. */
     if ((disabled >= 0 && disabled != e.disabled) || upd.ordered != e.ordered)
-        hooks_changed(r->c->hooks);
+        bridge_hooks_changed(r->c);
     if (disabled == 0 && e.disabled)
         log_info("hook.endpoint_enabled", "endpoint=%s replayed=%lld", e.id, (long long)replayed);
     if (store_hook_endpoint_get(s, e.id, 0, &after) != STORE_OK) {
@@ -371,7 +371,7 @@ static void on_delete(api_req_t *r)
                audit(r, e.project_id, "webhook_endpoint.delete", e.id, NULL) != STORE_OK) {
         rollback_internal(r, "cannot delete the endpoint");
     } else if (commit(r) == 0) {
-        hooks_changed(r->c->hooks);
+        bridge_hooks_changed(r->c);
         log_info("hook.endpoint_deleted", "endpoint=%s", e.id);
         api_reply_empty(r);
     }
@@ -432,9 +432,17 @@ static void on_revoke_old(api_req_t *r)
     set_secrets(r, 0);
 }
 
-static void on_test_done(const hooks_test_result_t *t, void *arg)
+static void on_test_done(int rc, const hooks_test_result_t *t, void *arg)
 {
     api_req_t *r = arg;
+    if (rc == STORE_NOTFOUND) {
+        api_error(r, 404, "not_found", "%s", "no such webhook endpoint");
+        return;
+    }
+    if (!t) {
+        api_error(r, 503, "unavailable", "%s", "the test send was interrupted (shutting down); try again");
+        return;
+    }
     json_t *o = json_pack("{s:s,s:b,s:i,s:I,s:o,s:s}", "eventId", t->event_id, "delivered", t->delivered,
                           "statusCode", t->status_code, "latencyMs", (json_int_t)t->latency_ms, "error",
                           t->error ? json_string(t->error) : json_null(), "response", t->response ? t->response : "");
@@ -456,11 +464,14 @@ static void on_test(api_req_t *r)
     }
     if (load_endpoint(r, &e) != 0)
         return;
-    if (hooks_test_send(r->c->hooks, &e, type, on_test_done, r) != 0)
+    int rc = bridge_hook_test(r->c, e.id, e.project_id, type, on_test_done, r);
+    store_hook_endpoint_clear(&e);
+    if (rc == STORE_NOTFOUND)
+        api_error(r, 404, "not_found", "%s", "no such webhook endpoint");
+    else if (rc != 0)
         api_error_internal(r, "cannot start the test request");
     else
         api_defer(r);
-    store_hook_endpoint_clear(&e);
 }
 
 static int body_time(api_req_t *r, const char *key, int required, int64_t *ms)
@@ -497,7 +508,7 @@ static void on_recover(api_req_t *r)
                                (json_int_t)n)) != STORE_OK) {
         rollback_internal(r, "cannot queue the recovery");
     } else if (commit(r) == 0) {
-        hooks_kick(r->c->hooks); /* the due walk meets the requeued ones */
+        bridge_hooks_kick(r->c); /* the due walk meets the requeued ones */
         log_info("hook.recover", "endpoint=%s queued=%lld", e.id, (long long)n);
         api_reply_json(r, 202, json_pack("{s:s,s:I}", "endpointId", e.id, "queued", (json_int_t)n));
     }
@@ -787,7 +798,7 @@ static void on_redeliver(api_req_t *r)
     }
     if (commit(r) != 0)
         goto out;
-    hooks_kick(r->c->hooks);
+    bridge_hooks_kick(r->c);
     log_info("hook.redeliver", "event=%s endpoint=%s queued=%lld", ev.public_id, ep ? ep : "*", (long long)n);
     char extra[48];
     snprintf(extra, sizeof(extra), ",\"queued\":%lld", (long long)n);
@@ -799,27 +810,27 @@ out:
 
 /* ---------------------------------------------------------------- routes -- */
 
-int hooks_api_init(hooks_t *h, struct api *a)
+int hooks_api_init(struct api *a)
 {
     const unsigned W = API_SCOPE_WEBHOOKS_WRITE, R = API_SCOPE_CONNECTIONS_READ;
     const char *ep = "/v1/webhook-endpoints/{id}";
     int rc = 0;
     if (!a)
         return -1;
-    rc |= api_route(a, API_POST, "/v1/webhook-endpoints", W, API_BODY_JSON, on_create, h);
-    rc |= api_route(a, API_GET, "/v1/webhook-endpoints", R, 0, on_list, h);
-    rc |= api_route(a, API_GET, ep, R, 0, on_show, h);
-    rc |= api_route(a, API_PATCH, ep, W, API_BODY_JSON, on_update, h);
-    rc |= api_route(a, API_DELETE, ep, W, 0, on_delete, h);
-    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/rotate-secret", W, API_BODY_OPTIONAL, on_rotate, h);
+    rc |= api_route(a, API_POST, "/v1/webhook-endpoints", W, API_BODY_JSON, on_create, NULL);
+    rc |= api_route(a, API_GET, "/v1/webhook-endpoints", R, 0, on_list, NULL);
+    rc |= api_route(a, API_GET, ep, R, 0, on_show, NULL);
+    rc |= api_route(a, API_PATCH, ep, W, API_BODY_JSON, on_update, NULL);
+    rc |= api_route(a, API_DELETE, ep, W, 0, on_delete, NULL);
+    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/rotate-secret", W, API_BODY_OPTIONAL, on_rotate, NULL);
     rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/revoke-old-secret", W, API_BODY_OPTIONAL, on_revoke_old,
-                    h);
-    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/test", W, API_BODY_OPTIONAL, on_test, h);
-    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/recover", W, API_BODY_JSON, on_recover, h);
-    rc |= api_route(a, API_GET, "/v1/webhook-endpoints/{id}/dead-letters", R, 0, on_dead_letters, h);
-    rc |= api_route(a, API_GET, "/v1/webhook-endpoints/{id}/attempts", R, 0, on_attempts, h);
-    rc |= api_route(a, API_GET, "/v1/events", R, 0, on_events, h);
-    rc |= api_route(a, API_GET, "/v1/events/{id}", R, 0, on_event, h);
-    rc |= api_route(a, API_POST, "/v1/events/{id}/redeliver", W, API_BODY_OPTIONAL, on_redeliver, h);
+                    NULL);
+    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/test", W, API_BODY_OPTIONAL, on_test, NULL);
+    rc |= api_route(a, API_POST, "/v1/webhook-endpoints/{id}/recover", W, API_BODY_JSON, on_recover, NULL);
+    rc |= api_route(a, API_GET, "/v1/webhook-endpoints/{id}/dead-letters", R, 0, on_dead_letters, NULL);
+    rc |= api_route(a, API_GET, "/v1/webhook-endpoints/{id}/attempts", R, 0, on_attempts, NULL);
+    rc |= api_route(a, API_GET, "/v1/events", R, 0, on_events, NULL);
+    rc |= api_route(a, API_GET, "/v1/events/{id}", R, 0, on_event, NULL);
+    rc |= api_route(a, API_POST, "/v1/events/{id}/redeliver", W, API_BODY_OPTIONAL, on_redeliver, NULL);
     return rc ? -1 : 0;
 }

@@ -1,8 +1,8 @@
 /* api_verify: POST /v1/edge/domains/{hostname}/verify (probe now, record,
  * answer with the domain and the probe), POST …/diagnose (every lookup now,
  * nothing written) and GET …/checks (the stored probe history). The probes
- * run on the verifier (control/verify.h); these handlers defer their reply
- * until it calls back. */
+ * run on the verifier (control/verify.h) on the background thread; these
+ * handlers defer their reply until it answers through control/bridge.h. */
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control/api.h"
+#include "control/bridge.h"
 #include "control/ctl.h"
 #include "control/verify.h"
 
@@ -49,7 +50,15 @@ struct verify_call {
     int64_t domain_id;
 };
 
-static void on_verified(const verify_report_t *rep, void *arg)
+static void reply_not_started(api_req_t *r, int rc)
+{
+    if (rc == STORE_NOTFOUND)
+        api_error(r, 404, "not_found", "%s", "no such domain");
+    else
+        api_error(r, 503, "unavailable", "%s", "verification is not available right now");
+}
+
+static void on_verified(int brc, const verify_report_t *rep, void *arg)
 {
     struct verify_call *vc = arg;
     api_req_t *r = vc->r;
@@ -57,7 +66,10 @@ static void on_verified(const verify_report_t *rep, void *arg)
     int64_t id = vc->domain_id;
     free(vc);
     if (!rep) {
-        reply_unavailable(r);
+        if (brc == STORE_NOTFOUND)
+            reply_not_started(r, brc);
+        else
+            reply_unavailable(r);
         return;
     }
     int rc = store_domain_get(r->c->store, id, &d);
@@ -82,19 +94,6 @@ static void on_verified(const verify_report_t *rep, void *arg)
     store_domain_clear(&d);
 }
 
-static void start(api_req_t *r, verify_kind_t kind, verify_done_cb cb, void *arg, int64_t domain_id)
-{
-    int rc = verify_request(r->c->verify, domain_id, kind, cb, arg);
-    if (rc == 0) {
-        api_defer(r);
-        return;
-    }
-    free(arg);
-    if (rc == STORE_NOTFOUND)
-        api_error(r, 404, "not_found", "%s", "no such domain");
-    else
-        api_error(r, 503, "unavailable", "%s", "verification is not available right now");
-}
 
 static void on_verify(api_req_t *r)
 {
@@ -110,7 +109,13 @@ static void on_verify(api_req_t *r)
     }
     vc->r = r;
     vc->domain_id = id;
-    start(r, VERIFY_RECORD, on_verified, vc, id);
+    int rc = bridge_verify(r->c, id, VERIFY_RECORD, on_verified, vc);
+    if (rc == 0) {
+        api_defer(r);
+        return;
+    }
+    free(vc);
+    reply_not_started(r, rc);
 }
 
 struct diag_call {
@@ -119,12 +124,14 @@ struct diag_call {
     char *accepted;              /* the project's accepted methods, as JSON */
 };
 
-static void on_diagnosed(const verify_report_t *rep, void *arg)
+static void on_diagnosed(int brc, const verify_report_t *rep, void *arg)
 {
     struct diag_call *dc = arg;
     api_req_t *r = dc->r;
     char ts[32];
-    if (!rep) {
+    if (!rep && brc == STORE_NOTFOUND) {
+        reply_not_started(r, brc);
+    } else if (!rep) {
         reply_unavailable(r);
     } else {
         /* The report itself, with what it is about in front. */
@@ -174,17 +181,14 @@ static void on_diagnose(api_req_t *r)
         api_error_internal(r, "out of memory");
         return;
     }
-    int rc = verify_request(r->c->verify, id, VERIFY_DIAGNOSE, on_diagnosed, dc);
+    int rc = bridge_verify(r->c, id, VERIFY_DIAGNOSE, on_diagnosed, dc);
     if (rc == 0) {
         api_defer(r);
         return;
     }
     free(dc->accepted);
     free(dc);
-    if (rc == STORE_NOTFOUND)
-        api_error(r, 404, "not_found", "%s", "no such domain");
-    else
-        api_error(r, 503, "unavailable", "%s", "verification is not available right now");
+    reply_not_started(r, rc);
 }
 
 static int add_check(const store_verify_check_t *c, void *arg)
@@ -217,9 +221,8 @@ static void on_checks(api_req_t *r)
     api_reply_json(r, 200, body);
 }
 
-int api_verify_init(struct api *a, struct verify *v)
+int api_verify_init(struct api *a)
 {
-    (void)v;
     int rc = 0;
     rc |= api_route(a, API_POST, "/v1/edge/domains/{hostname}/verify", API_SCOPE_CONNECTIONS_WRITE, API_BODY_OPTIONAL,
                     on_verify, NULL);

@@ -13,16 +13,19 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control/api.h"
+#include "control/bridge.h"
 #include "control/ctl.h"
 #include "control/subsys.h"
 
-/* ---- messages from the edge ---- */
+/* ---- messages from the edge, main and the other thread ---- */
 
 static void on_msg(void *p, void *arg)
 {
     struct control *c = arg;
     msg_t *m = p;
     log_debug("control.msg", "type=%s host=%s", msg_type_name(m->type), m->host);
+    if (bridge_on_msg(c, m))
+        return;
     switch (m->type) {
     case MSG_CERT_WANTED:
         if (c->issuer)
@@ -35,7 +38,7 @@ static void on_msg(void *p, void *arg)
     case MSG_CONFIG:
         c->cfg = m->ptr;
         subsys_reload(c);
-        log_info("control.reloaded", "%s", "thread=control");
+        log_info("control.reloaded", "thread=%s", c->background ? "background" : "control");
         break;
     default:
         break;
@@ -45,8 +48,18 @@ static void on_msg(void *p, void *arg)
 
 void ctl_events_committed(struct control *c)
 {
-    if (c->hooks)
-        hooks_kick(c->hooks);
+    bridge_hooks_kick(c);
+}
+
+void ctl_cert_wanted(struct control *c, const char *host)
+{
+    if (c->issuer) {
+        issuer_want(c->issuer, host);
+        return;
+    }
+    msg_t *m = hub_msg(MSG_CERT_WANTED, host);
+    if (m)
+        hub_to_control(c->hub, m);
 }
 
 void ctl_domain_changed(struct control *c, const char *host)
@@ -126,115 +139,17 @@ static int bind_api(struct control *c, char **err)
 
 static void on_stop(evutil_socket_t fd, short what, void *arg);
 
-control_t *control_new(hub_t *hub, char **err)
-{
-    struct control *c = calloc(1, sizeof(*c));
-    if (!c) {
-        *err = strdup("out of memory");
-        return NULL;
-    }
-    c->hub = hub;
-    c->cfg = hub->cfg;
-    if (!(c->base = new_base())) {
-        *err = strdup("cannot create the control event loop");
-        goto fail;
-    }
-    if (!(c->store = store_open(hub->store_path, STORE_RW, err)))
-        goto fail;
-    if (!(c->curl = curlev_new(c->base))) {
-        *err = strdup("cannot initialise libcurl");
-        goto fail;
-    }
-    if (bind_api(c, err) != 0)
-        goto fail;
-    int stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (stop_fd < 0 || !(c->stop_ev = event_new(c->base, stop_fd, EV_READ, on_stop, c)) ||
-        event_add(c->stop_ev, NULL) != 0) {
-        if (stop_fd >= 0 && !c->stop_ev)
-            close(stop_fd);
-        *err = strdup("cannot create the control stop event");
-        goto fail;
-    }
-    if (!(hub->to_control = queue_new(c->base, on_msg, msg_free, c))) {
-        *err = strdup("cannot create the control queue");
-        goto fail;
-    }
-    if (subsys_start(c, err) != 0)
-        goto fail;
-    log_info("api.listening", "addr=%s", c->cfg->api_listen);
-    return c;
-fail:
-    control_free(c);
-    return NULL;
-}
-
-static void *run(void *arg)
-{
-    struct control *c = arg;
-    /* Linux nice is per thread: only this one yields to the edge workers. */
-    int nice = c->cfg->control_nice;
-    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
-        log_warn("control.nice_failed", "nice=%d errno=%d", nice, errno);
-    event_base_dispatch(c->base);
-    return NULL;
-}
-
-int control_start(control_t *c)
-{
-    if (pthread_create(&c->thread, NULL, run, c) != 0)
-        return -1;
-    c->started = 1;
-    return 0;
-}
-
-static void on_stop(evutil_socket_t fd, short what, void *arg)
-{
-    struct control *c = arg;
-    c->stopping = 1;
-    /* First: registrations waiting for their batch commit are answered, and
-     * the resolve read-lock pin, which would stall the checkpoint, let go. */
-    api_quiesce(c->api);
-    subsys_stop(c);
-    if (c->listener) { /* no new API connections while draining */
-        evconnlistener_free(c->listener);
-        c->listener = NULL;
-    }
-    store_checkpoint(c->store);
-    event_base_loopexit(c->base, NULL);
-}
-
-void control_stop(control_t *c)
-{
-    uint64_t one = 1;
-    /* An eventfd write is the one thread-safe way into the unlocked base. */
-    if (c->stop_ev && write(event_get_fd(c->stop_ev), &one, sizeof(one)) < 0)
-        log_error("control.stop", "errno=%d", errno);
-}
-
-void control_join(control_t *c)
-{
-    if (c->started)
-        pthread_join(c->thread, NULL);
-    c->started = 0;
-}
-
-void control_reload(control_t *c, const config_t *cfg)
-{
-    msg_t *m = hub_msg(MSG_CONFIG, NULL);
-    if (!m)
-        return;
-    m->ptr = (void *)cfg;
-    hub_to_control(c->hub, m);
-}
-
-void control_free(control_t *c)
+static void half_free(struct control *c)
 {
     if (!c)
         return;
     subsys_free(c);
-    if (c->hub && c->hub->to_control) {
-        queue_free(c->hub->to_control);
-        c->hub->to_control = NULL;
+    if (c->inbox) {
+        queue_free(c->inbox);
+        if (c->hub->to_bg == c->inbox)
+            c->hub->to_bg = NULL;
+        if (c->hub->to_control == c->inbox)
+            c->hub->to_control = NULL;
     }
     if (c->stop_ev) {
         close(event_get_fd(c->stop_ev));
@@ -249,4 +164,164 @@ void control_free(control_t *c)
     if (c->base)
         event_base_free(c->base);
     free(c);
+}
+
+/* One thread's context: base, read-write store handle, curl multi, stop
+ * event and inbox; the control thread also binds the API listener. The
+ * subsystems come later (subsys_start), once both halves exist. */
+static struct control *half_new(hub_t *hub, int background, char **err)
+{
+    struct control *c = calloc(1, sizeof(*c));
+    if (!c) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    c->hub = hub;
+    c->cfg = hub->cfg;
+    c->background = background;
+    if (!(c->base = new_base())) {
+        *err = strdup("cannot create the control event loop");
+        goto fail;
+    }
+    if (!(c->store = store_open(hub->store_path, STORE_RW, err)))
+        goto fail;
+    if (!(c->curl = curlev_new(c->base))) {
+        *err = strdup("cannot initialise libcurl");
+        goto fail;
+    }
+    if (!background && bind_api(c, err) != 0)
+        goto fail;
+    int stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (stop_fd < 0 || !(c->stop_ev = event_new(c->base, stop_fd, EV_READ, on_stop, c)) ||
+        event_add(c->stop_ev, NULL) != 0) {
+        if (stop_fd >= 0 && !c->stop_ev)
+            close(stop_fd);
+        *err = strdup("cannot create the control stop event");
+        goto fail;
+    }
+    if (!(c->inbox = queue_new(c->base, on_msg, bridge_msg_free, c))) {
+        *err = strdup("cannot create the control queue");
+        goto fail;
+    }
+    if (background)
+        hub->to_bg = c->inbox;
+    else
+        hub->to_control = c->inbox;
+    return c;
+fail:
+    half_free(c);
+    return NULL;
+}
+
+control_t *control_new(hub_t *hub, char **err)
+{
+    struct control *c = half_new(hub, 0, err);
+    if (!c)
+        return NULL;
+    if (!(c->peer = half_new(hub, 1, err)))
+        goto fail;
+    c->peer->peer = c;
+    if (subsys_start(c, err) != 0 || subsys_start(c->peer, err) != 0)
+        goto fail;
+    log_info("api.listening", "addr=%s", c->cfg->api_listen);
+    return c;
+fail:
+    control_free(c);
+    return NULL;
+}
+
+static void *run(void *arg)
+{
+    struct control *c = arg;
+    /* Linux nice is per thread: only the background thread yields — to the
+     * edge workers and to the API and issuance on the control thread. */
+    int nice = c->background ? c->cfg->background_nice : 0;
+    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
+        log_warn("control.nice_failed", "nice=%d errno=%d", nice, errno);
+    event_base_dispatch(c->base);
+    return NULL;
+}
+
+int control_start(control_t *c)
+{
+    if (pthread_create(&c->thread, NULL, run, c) != 0)
+        return -1;
+    c->started = 1;
+    if (pthread_create(&c->peer->thread, NULL, run, c->peer) != 0) {
+        control_stop(c);
+        control_join(c); /* the caller only frees */
+        return -1;
+    }
+    c->peer->started = 1;
+    return 0;
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct control *c = arg;
+    c->stopping = 1;
+    /* First: API requests waiting on the background thread are answered,
+     * registrations waiting for their batch commit too, and the resolve
+     * read-lock pin, which would stall the checkpoint, let go. */
+    bridge_cancel_all(c);
+    if (c->api)
+        api_quiesce(c->api);
+    subsys_stop(c);
+    if (c->listener) { /* no new API connections while draining */
+        evconnlistener_free(c->listener);
+        c->listener = NULL;
+    }
+    store_checkpoint(c->store);
+    event_base_loopexit(c->base, NULL);
+}
+
+static void stop_one(struct control *c)
+{
+    uint64_t one = 1;
+    /* An eventfd write is the one thread-safe way into the unlocked base. */
+    if (c && c->stop_ev && write(event_get_fd(c->stop_ev), &one, sizeof(one)) < 0)
+        log_error("control.stop", "errno=%d", errno);
+}
+
+void control_stop(control_t *c)
+{
+    stop_one(c);
+    stop_one(c->peer);
+}
+
+static void join_one(struct control *c)
+{
+    if (c && c->started)
+        pthread_join(c->thread, NULL);
+    if (c)
+        c->started = 0;
+}
+
+void control_join(control_t *c)
+{
+    join_one(c);
+    join_one(c->peer);
+}
+
+void control_reload(control_t *c, const config_t *cfg)
+{
+    struct control *halves[2] = { c, c->peer };
+    for (int i = 0; i < 2; i++) {
+        msg_t *m = halves[i] ? hub_msg(MSG_CONFIG, NULL) : NULL;
+        if (!m)
+            continue;
+        m->ptr = (void *)cfg;
+        if (queue_push(halves[i]->inbox, m) != 0)
+            msg_free(m);
+    }
+}
+
+/* After both threads have joined (or never started): the background half
+ * first, so its inbox's records go before the control half's. */
+void control_free(control_t *c)
+{
+    if (!c)
+        return;
+    half_free(c->peer);
+    half_free(c);
 }

@@ -1,5 +1,8 @@
-/* ctl: the control thread's shared context, visible to the control
- * subsystems (api, verify, issuer, hooks) and to nothing in edge/.
+/* ctl: the shared context of one of the daemon's two control-side threads,
+ * visible to the control subsystems (api, verify, issuer, hooks) and to
+ * nothing in edge/. The control thread holds api and issuer; the background
+ * thread verify and hooks; the pointers of the other thread's subsystems are
+ * NULL, and what one needs of the other goes through control/bridge.h.
  *
  * Everything here is owned by control.c and lives as long as the thread;
  * subsystems keep a pointer to it and run only on its loop. */
@@ -18,6 +21,7 @@ struct api;
 struct verify;
 struct issuer;
 struct hooks;
+struct bridge_call;
 
 struct control {
     hub_t *hub;
@@ -25,7 +29,11 @@ struct control {
     struct event_base *base;
     store_t *store;              /* the read-write handle; only this thread uses it */
     curlev_t *curl;
-    struct evconnlistener *listener; /* the API's; api_http accepts on it */
+    struct evconnlistener *listener; /* the API's; api_http accepts on it (control thread) */
+    queue_t *inbox;              /* the hub's to_control or to_bg: edge and bridge messages */
+    struct control *peer;        /* the other thread's context: only its inbox is used */
+    struct bridge_call *waiting; /* bridge calls awaiting the peer's answer */
+    int background;              /* 1 on the background thread */
     pthread_t thread;
     int started;
     struct event *stop_ev;
@@ -40,6 +48,8 @@ struct control {
 
 /* After a committed transaction that wrote events: wake webhook delivery. */
 void ctl_events_committed(struct control *c);
+/* A verified domain needs a certificate: the issuer's, here or there. */
+void ctl_cert_wanted(struct control *c, const char *host);
 /* After a committed change to a domain's routing or certificate state:
  * tell every edge worker to drop what it cached for host. */
 void ctl_domain_changed(struct control *c, const char *host);

@@ -243,7 +243,7 @@ const char *hooks_example_data(const char *type)
 
 /* ------------------------------------------------------------------ urls -- */
 
-int hooks_check_url(const hooks_t *h, const char *url, char *why, size_t len)
+int hooks_check_url(const config_t *cfg, const char *url, char *why, size_t len)
 {
     int rc = -1;
     char *scheme = NULL, *host = NULL;
@@ -262,8 +262,8 @@ int hooks_check_url(const hooks_t *h, const char *url, char *why, size_t len)
         snprintf(why, len, "url must be an absolute URL with a host");
         goto out;
     }
-    if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && h->c->cfg->hook_allow_http)) {
-        snprintf(why, len, "%s", h->c->cfg->hook_allow_http ? "url must use https or http"
+    if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && cfg->hook_allow_http)) {
+        snprintf(why, len, "%s", cfg->hook_allow_http ? "url must use https or http"
                                                              : "url must use https ([webhooks] allow_http is off)");
         goto out;
     }

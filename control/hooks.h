@@ -1,19 +1,20 @@
-/* hooks: webhook delivery on the control loop. Reads due deliveries from the
+/* hooks: webhook delivery on the background thread's loop. Reads due deliveries from the
  * outbox (store_hook), signs each request (hook_sign), sends it with libcurl
  * multi (curlev) behind the SSRF guard (ssrf), and records every attempt and
  * the delivery's next state (hook_sched) in one transaction after the answer.
  *
- * hooks_t belongs to the control thread: hooks_new in subsys_start,
+ * hooks_t belongs to the background thread: hooks_new in subsys_start,
  * hooks_stop before the loop exits, hooks_free after. Records passed in are
  * borrowed for the call; test-send callbacks get a result valid only during
- * the callback. api_hooks.c (the HTTP API for endpoints and events) is the
- * other half of this module and is declared here too. */
+ * the callback. api_hooks.c (the HTTP API for endpoints and events, on the
+ * control thread) is the other half of this module and is declared here too. */
 #ifndef HEE_HOOKS_H
 #define HEE_HOOKS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "common/store_hook.h"
 
 struct control;
@@ -46,7 +47,7 @@ const char *hooks_example_data(const char *type);
 /* 0 when url may be registered under the current configuration (absolute
  * https URL, or http with [webhooks] allow_http); else -1 and why. Where it
  * points is checked when connecting, not here (DNS can change). */
-int hooks_check_url(const hooks_t *h, const char *url, char *why, size_t len);
+int hooks_check_url(const config_t *cfg, const char *url, char *why, size_t len);
 
 /* ---- test sends ---- */
 typedef struct hooks_test_result {
@@ -67,6 +68,8 @@ typedef void (*hooks_test_cb)(const hooks_test_result_t *r, void *arg);
 int hooks_test_send(hooks_t *h, const store_hook_endpoint_t *e, const char *type, hooks_test_cb cb, void *arg);
 
 /* ---- HTTP API (api_hooks.c) ---- */
-int hooks_api_init(hooks_t *h, struct api *a);
+/* Registers the routes on the control thread's API; they reach the sender
+ * (on the background thread) through control/bridge.h. */
+int hooks_api_init(struct api *a);
 
 #endif

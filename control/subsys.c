@@ -10,33 +10,46 @@
 #include "control/issuer.h"
 #include "control/verify.h"
 
+/* The control thread gets the API (with every route, the verification and
+ * webhook ones included) and the issuer; the background thread the
+ * webhook sender and the verifier. A context with no peer (unit tests) may
+ * be given any of them directly. */
 int subsys_start(struct control *c, char **err)
 {
+    if (c->background) {
+        if (!(c->hooks = hooks_new(c, err)))
+            return -1;
+        if (!(c->verify = verify_new(c, err)))
+            return -1;
+        return 0;
+    }
     if (!(c->api = api_new(c, err)))
         return -1;
-    if (!(c->hooks = hooks_new(c, err)))
-        return -1;
-    if (hooks_api_init(c->hooks, c->api) != 0)
-        return *err = strdup("cannot register the webhook API routes"), -1;
+    if (hooks_api_init(c->api) != 0 || api_verify_init(c->api) != 0)
+        return *err = strdup("cannot register the webhook and verification API routes"), -1;
     if (!(c->issuer = issuer_new(c, err)))
-        return -1;
-    if (!(c->verify = verify_new(c, err)))
         return -1;
     return 0;
 }
 
 void subsys_reload(struct control *c)
 {
-    hooks_reload(c->hooks);
-    issuer_reload(c->issuer);
-    verify_reload(c->verify);
+    if (c->hooks)
+        hooks_reload(c->hooks);
+    if (c->issuer)
+        issuer_reload(c->issuer);
+    if (c->verify)
+        verify_reload(c->verify);
 }
 
 void subsys_stop(struct control *c)
 {
-    verify_stop(c->verify); /* first: recording its last results may emit events */
-    issuer_stop(c->issuer);
-    hooks_stop(c->hooks);
+    if (c->verify)
+        verify_stop(c->verify); /* first: recording its last results may emit events */
+    if (c->issuer)
+        issuer_stop(c->issuer);
+    if (c->hooks)
+        hooks_stop(c->hooks);
 }
 
 void subsys_free(struct control *c)

@@ -1,6 +1,6 @@
-/* subsys: starts, reloads, stops and frees the control thread's subsystems
- * (api, verify, issuer, hooks) in dependency order, and routes edge messages
- * to them. The only file that knows the full list. */
+/* subsys: starts, reloads, stops and frees the subsystems of one of the
+ * control-side threads (control: api, issuer; background: verify, hooks) in
+ * dependency order. The only file that knows the full list. */
 #ifndef HEE_SUBSYS_H
 #define HEE_SUBSYS_H
 

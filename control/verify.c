@@ -714,8 +714,8 @@ static int record(struct verify *v, struct job *j, const verify_sched_t *sc)
 static void answer_edge(struct verify *v, struct job *j)
 {
     if (j->recorded && j->verified_after) {
-        if (v->c->issuer && !v->stopping)
-            issuer_want(v->c->issuer, j->host);
+        if (!v->stopping)
+            ctl_cert_wanted(v->c, j->host);
         return;
     }
     msg_t m = { .type = MSG_CERT_FAILED, .worker = -1 };
@@ -956,8 +956,7 @@ void verify_hint(struct verify *v, const char *host)
         return;
     }
     if (t.verified) { /* the edge's view was stale: go straight to the certificate */
-        if (v->c->issuer)
-            issuer_want(v->c->issuer, t.hostname);
+        ctl_cert_wanted(v->c, t.hostname);
         return;
     }
     struct job *running = job_find(v, t.id);
@@ -1038,10 +1037,6 @@ struct verify *verify_new(struct control *c, char **err)
         !(v->flush_ev = event_new(c->base, -1, 0, on_flush, v)) ||
         !(v->claim_ev = event_new(c->base, -1, 0, on_claim, v)) || arm_tick(v) != 0) {
         *err = strdup("cannot set up verification: out of memory");
-        goto fail;
-    }
-    if (c->api && api_verify_init(c->api, v) != 0) {
-        *err = strdup("cannot register the verification routes");
         goto fail;
     }
     event_active(v->tick_ev, EV_TIMEOUT, 0); /* whatever fell due while we were down */

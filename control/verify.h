@@ -1,4 +1,4 @@
-/* verify: DNS verification on the control thread — the probe scheduler
+/* verify: DNS verification on the background thread — the probe scheduler
  * (due domains from the store in batches, bounded in-flight), immediate
  * probes for the API (/verify, /diagnose) and for the edge (verify_hint,
  * declared in subsys.h), and recording: every probe result becomes a check
@@ -57,8 +57,9 @@ void verify_free(struct verify *v);
  * STORE_NOTFOUND. For VERIFY_RECORD the callback runs after the commit. */
 int verify_request(struct verify *v, int64_t domain_id, verify_kind_t kind, verify_done_cb cb, void *arg);
 
-/* Routes of api_verify.c; called by verify_new. */
-int api_verify_init(struct api *a, struct verify *v);
+/* Routes of api_verify.c (on the control thread; they reach the verifier
+ * through control/bridge.h); called by subsys_start. */
+int api_verify_init(struct api *a);
 
 typedef struct verify_stats {
     uint64_t probes;             /* DNS probes finished */

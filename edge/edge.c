@@ -258,8 +258,10 @@ static void post_drain(edge_t *e, int force)
         if (!m)
             continue;
         m->code = force;
-        if (queue_push(w->inbox, m) != 0)
+        if (queue_push(w->inbox, m) != 0) {
             log_warn("edge.drain_signal_failed", "worker=%d", i);
+            msg_free(m);
+        }
     }
 }
 

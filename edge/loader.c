@@ -314,8 +314,11 @@ static void *thread_main(void *p)
             l->tail = NULL;
         pthread_mutex_unlock(&l->lock);
         loader_result_t *res = lookup(l, s, j);
-        if (res && queue_push(j->reply, res) != 0)
-            log_warn("edge.loader_reply_failed", "host=%s", j->host); /* still queued */
+        if (res && queue_push(j->reply, res) != 0) {
+            /* the worker's bounded wait answers the parked connection */
+            log_warn("edge.loader_reply_failed", "host=%s", j->host);
+            loader_result_free(res);
+        }
         pthread_mutex_lock(&l->lock);
         l->n--;
         pthread_mutex_unlock(&l->lock);

@@ -251,7 +251,7 @@ SCHED_SECS = 20
 
 def contention(ctx):
     """The edge's keep-alive rate with the control thread idle, then while a
-    verification sweep runs ([server] control_nice decides who yields)."""
+    verification sweep runs ([server] background_nice decides who yields)."""
     n = ctx.p.contend_domains
     keys = [("edge_idle_rps", "6. Edge keep-alive req/s, control thread idle (wrk -t1 -c64, as scenario 1)", 0),
             ("edge_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),

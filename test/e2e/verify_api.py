@@ -6,6 +6,7 @@ scopes and tenancy."""
 import os
 import shutil
 import sys
+import threading
 import time
 
 if not shutil.which("knotd"):
@@ -271,6 +272,40 @@ def metrics_count_probes():
     runs = [line for line in text.splitlines() if line.startswith('hee_probes_total{result="run"}')]
     expect(runs and int(float(runs[0].split()[-1])) > 0, runs)
     expect("hee_probe_seconds" in text, text[:2000])
+
+
+@test
+def probes_in_flight_at_shutdown():
+    """Probes run on the background thread; the API waits for them on the
+    control thread. A stop in between answers the waiting requests (503
+    unavailable) and exits cleanly: no hang, no leak, no sanitizer report."""
+    h = Hee(conf=hee_verify_conf(DNS.addr, dns_timeout="3s"))
+    try:
+        c = h.new_project("late")
+        register(c, "www.slow.test")
+        out = {}
+
+        def call(kind):
+            try:
+                own = h.client(c.token)  # one connection per thread
+                out[kind] = own.post("/v1/edge/domains/www.slow.test/" + kind, {})
+            except Exception as e:  # noqa: BLE001 (reported below)
+                out[kind + " error"] = repr(e)
+
+        ts = [threading.Thread(target=call, args=(k,)) for k in ("verify", "diagnose")]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)  # both probes are waiting on the silent resolver
+        t0 = time.monotonic()
+        h.stop()  # fails on a non-zero exit, a hang or a sanitizer report
+        for t in ts:
+            t.join(10)
+        expect(time.monotonic() - t0 < 3, "stop waited for the probes")
+        for kind in ("verify", "diagnose"):
+            expect(kind in out, "%s: no answer (%s)" % (kind, out.get(kind + " error")))
+            expect_error(out[kind], 503, "unavailable")
+    finally:
+        h.cleanup()
 
 
 def teardown():

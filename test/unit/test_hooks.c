@@ -676,14 +676,14 @@ static void test_check_url(void **state)
     struct fx *f = *state;
     char why[160];
     start(f);
-    assert_int_equal(hooks_check_url(f->h, "https://example.com/x", why, sizeof(why)), 0);
-    assert_int_equal(hooks_check_url(f->h, "http://example.com/x", why, sizeof(why)), 0);
+    assert_int_equal(hooks_check_url(f->cfg, "https://example.com/x", why, sizeof(why)), 0);
+    assert_int_equal(hooks_check_url(f->cfg, "http://example.com/x", why, sizeof(why)), 0);
     f->cfg->hook_allow_http = 0;
-    assert_int_equal(hooks_check_url(f->h, "http://example.com/x", why, sizeof(why)), -1);
+    assert_int_equal(hooks_check_url(f->cfg, "http://example.com/x", why, sizeof(why)), -1);
     assert_non_null(strstr(why, "https"));
-    assert_int_equal(hooks_check_url(f->h, "ftp://example.com/x", why, sizeof(why)), -1);
-    assert_int_equal(hooks_check_url(f->h, "/relative", why, sizeof(why)), -1);
-    assert_int_equal(hooks_check_url(f->h, "", why, sizeof(why)), -1);
+    assert_int_equal(hooks_check_url(f->cfg, "ftp://example.com/x", why, sizeof(why)), -1);
+    assert_int_equal(hooks_check_url(f->cfg, "/relative", why, sizeof(why)), -1);
+    assert_int_equal(hooks_check_url(f->cfg, "", why, sizeof(why)), -1);
 }
 
 int main(void)

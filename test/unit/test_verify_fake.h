@@ -1,8 +1,8 @@
 /* test_verify_fake: a control thread for verify.c without the daemon — a
  * real event base, store (a temp SQLite file), config and metrics, and
  * recording stand-ins for what verify.c calls outside its module
- * (ctl_domain_changed, ctl_events_committed, issuer_want, hub_broadcast,
- * api_verify_init). One fake_t per test; fake_free removes the files. */
+ * (ctl_domain_changed, ctl_events_committed, ctl_cert_wanted,
+ * hub_broadcast). One fake_t per test; fake_free removes the files. */
 #ifndef HEE_TEST_VERIFY_FAKE_H
 #define HEE_TEST_VERIFY_FAKE_H
 
