@@ -34,12 +34,13 @@ SCENARIOS = {
                [proxy.idle_memory, ondemand.cert_memory]),
     "startup": ("5. Hee start-up with 100,000 stored certificates", [control.startup]),
     "control": ("6. registration, resolve with 1,000,000 domains, probes/s, webhook deliveries",
-                [control.resolve, control.probes, control.contention, control.webhooks,
+                [control.resolve, control.probes, control.contention, control.contention_api, control.webhooks,
                  control.contention_hooks]),
 }
 # finer-grained names, for `bench/run idle` and the like
 PARTS = {"idle": [proxy.idle_memory], "certs": [ondemand.cert_memory], "resolve": [control.resolve],
-         "probes": [control.probes], "contention": [control.contention, control.contention_hooks], "webhooks": [control.webhooks], "profile": [proxy.profile]}
+         "probes": [control.probes], "contention": [control.contention, control.contention_api, control.contention_hooks],
+         "contention_api": [control.contention_api], "webhooks": [control.webhooks], "profile": [proxy.profile]}
 
 FULL = dict(runs=3, duration=10, idle_n=10000, hee_certs=10000, caddy_certs=1000, cert_runs=None, od_seq=20,
             od_conc=50, startup_certs=100000, resolve_domains=1000000, reg_n=20000, probe_n=10000,

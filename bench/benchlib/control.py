@@ -250,10 +250,10 @@ SCHED_SECS = 20
 
 
 def contention(ctx):
-    """The edge's keep-alive rate with the control thread idle, then while a
-    verification sweep runs ([server] background_nice decides who yields)."""
+    """The edge's keep-alive rate with the background thread idle, then while
+    a verification sweep runs ([server] background_nice decides who yields)."""
     n = ctx.p.contend_domains
-    keys = [("edge_idle_rps", "6. Edge keep-alive req/s, control thread idle (wrk -t1 -c64, as scenario 1)", 0),
+    keys = [("edge_idle_rps", "6. Edge keep-alive req/s, background thread idle (wrk -t1 -c64, as scenario 1)", 0),
             ("edge_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),
             ("edge_sweep_ratio", "6. … ratio, during the sweep ÷ idle", 2),
             ("sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0)]
@@ -263,12 +263,82 @@ def contention(ctx):
 def contention_hooks(ctx):
     """The edge's keep-alive rate while a webhook backlog is replayed."""
     n = ctx.p.hook_n * 25
-    keys = [("edge_idle2_rps", "6. Edge keep-alive req/s, control thread idle (again, for the webhook case)", 0),
+    keys = [("edge_idle2_rps", "6. Edge keep-alive req/s, background thread idle (again, for the webhook case)", 0),
             ("edge_hooks_rps", f"6. … while a backlog of {2 * n:,} webhook deliveries is replayed to a local receiver",
              0),
             ("edge_hooks_ratio", "6. … ratio, during the replay ÷ idle", 2),
             ("hooks_during_s", "6. … deliveries/s meanwhile", 0)]
     _guard(ctx, keys, lambda: _contention_hooks(ctx, keys, n))
+
+
+CONTEND_RESOLVE_N = 100_000
+
+
+def contention_api(ctx):
+    """/v1/edge/resolve (served by the control thread) idle, then while a
+    verification sweep runs on the background thread: the API should keep
+    its pace, the sweep yields."""
+    n, m = ctx.p.contend_domains, CONTEND_RESOLVE_N
+    keys = [("api_idle_rps", f"6. /v1/edge/resolve req/s over {m:,} stored domains, background thread idle "
+                             f"(wrk -t1 -c16)", 0),
+            ("api_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),
+            ("api_sweep_ratio", "6. … ratio, during the sweep ÷ idle", 2),
+            ("api_sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0)]
+    _guard(ctx, keys, lambda: _contention_api(ctx, keys, n, m))
+
+
+def _resolve_wrk(ctx, tok, m, tag):
+    lua = os.path.join(ctx.tmp, "resolve.lua")
+    with open(lua, "w") as f:
+        f.write(RESOLVE_LUA % m)
+    auth = ("-H", f"Authorization: Bearer {tok}")
+    r = wrk(ctx, f"http://127.0.0.1:{PORTS['hee_api']}/", ctx.p.duration, conns=16, extra=auth, script=lua,
+            save_as=f"{tag}.txt")
+    if r["errors"]:
+        raise Unavailable(f"resolve under contention: {r['errors']} wrk errors/non-2xx answers")
+    return r
+
+
+def _contention_api(ctx, keys, n, m):
+    zone = "c.test"
+    k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("contapi")
+    kw = _dns_kw(zone)
+    try:
+        for run in range(1, ctx.p.runs + 1):
+            h = Hee(ctx, **kw)
+            h.start(f"ca{run}")
+            try:
+                h.api.setup_project()
+                h.api.setup_project(slug="sweep", verification=["cname"])
+                tok = h.api.project_token()
+            finally:
+                h.stop()
+            db = open_store(h.data_dir)
+            try:
+                seed_domains(db, project_id(db), (f"r{i}.res.test" for i in range(m)))
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            h = Hee(ctx, data_dir=h.data_dir, **kw)
+            h.start(f"ca{run}i")
+            try:
+                idle = _resolve_wrk(ctx, tok, m, f"ca{run}-idle")
+            finally:
+                h.stop()
+            _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
+            h = Hee(ctx, data_dir=h.data_dir, **kw)
+            h.start(f"ca{run}b")
+            try:
+                c0, t0 = _checks(h.data_dir), time.monotonic()
+                busy = _resolve_wrk(ctx, tok, m, f"ca{run}-sweep")
+                c1, t1 = _checks(h.data_dir), time.monotonic()
+            finally:
+                h.stop()
+                shutil.rmtree(h.data_dir, ignore_errors=True)
+            _contention_add(ctx, keys, run, idle, busy, (c1 - c0) / (t1 - t0), "the sweep", "probes",
+                            what_rate="resolve")
+    finally:
+        k.stop()
 
 
 def _start_receiver(ctx, out, tag):
@@ -325,14 +395,14 @@ def _contention_hooks(ctx, keys, n):
         _contention_add(ctx, keys, run, idle, busy, (n1 - n0) / (t1 - t0), "the replay", "deliveries")
 
 
-def _contention_add(ctx, keys, run, idle, busy, rate, during, what):
+def _contention_add(ctx, keys, run, idle, busy, rate, during, what, what_rate="edge"):
     """Records one run of a contention measurement: keys are (idle req/s,
     req/s during, ratio, background rate meanwhile)."""
     if not idle["requests"] or not busy["requests"]:
         raise Unavailable("wrk produced no requests")
     for (k, label, dec), v in zip(keys, (idle["rps"], busy["rps"], busy["rps"] / idle["rps"], rate)):
         ctx.results.add(k, label, "hee", v, dec)
-    log(f"  run {run}: edge {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during {during} "
+    log(f"  run {run}: {what_rate} {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during {during} "
         f"({rate:,.0f} {what}/s meanwhile)")
 
 

@@ -315,7 +315,18 @@ class Hee:
         the test and load the machine or hold ports for the rest of the run."""
         if self.alive():
             self.kill()
+        if sys.exc_info()[0] is not None:  # called from a finally: the test is failing
+            self._print_log_tail()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _print_log_tail(self, lines=60):
+        """The daemon's own account of a failing test, before its directory
+        goes: every warning and error, then the last lines."""
+        text = self.stderr_text().splitlines()
+        bad = [x for x in text if "level=warn" in x or "level=error" in x]
+        print("--- hee %s: %d warnings/errors (last 30), then the last %d lines ---"
+              % (self.dir, len(bad), lines), flush=True)
+        print("\n".join(bad[-30:] + ["..."] + text[-lines:]), flush=True)
 
     def __enter__(self):
         if self.proc is None:
