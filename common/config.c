@@ -73,6 +73,7 @@ static const struct crow rows[] = {
     { "api", "rate_limit", T_INT, F(api_rate_limit), 0, "100", 0, 10000000, 1 },
     { "api", "rate_burst", T_INT, F(api_rate_burst), 0, "200", 1, 10000000, 1 },
     { "api", "max_body", T_INT, F(api_max_body), 0, "65536", 1024, 16777216, 1 },
+    { "api", "max_connections", T_INT, F(api_max_conns), 0, "1024", 1, 1000000, 0 },
     { "api", "upgrade_url", T_STR, F(upgrade_url), 0, "https://hee.la/pricing", 0, 0, 1 },
     { "store", "path", T_STR, F(store_path), 0, "hee.db", 0, 0, 0 },
     { "store", "key_encryption_key", T_STR, F(key_encryption_key), 0, "", 0, 0, 0 },

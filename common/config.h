@@ -65,6 +65,7 @@ typedef struct config {
     int api_rate_limit;          /* requests per second per token */
     int api_rate_burst;
     int api_max_body;
+    int api_max_conns;           /* open API connections at most; accepting pauses beyond */
     char *upgrade_url;
     /* [store] */
     char *store_path;            /* relative to data_dir unless absolute */

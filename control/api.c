@@ -1109,6 +1109,7 @@ void api_quiesce(api_t *a)
         return;
     api_domains_flush(a->domains);
     api_resolve_quiesce(a->resolve);
+    api_http_detach(a->http); /* control frees the listener next */
 }
 
 void api_store_changed(api_t *a)
@@ -1160,8 +1161,8 @@ api_t *api_new(struct control *c, char **err)
     /* Bodies a little over the limit are read, so that the limit can be
      * raised by a reload; larger ones are refused unread. Both are JSON. */
     int64_t lim = (int64_t)c->cfg->api_max_body * 4;
-    if (!(a->http = api_http_new(c->listener,
-                                 (size_t)(lim < 1048576 ? 1048576 : lim), on_request, a)))
+    if (!(a->http = api_http_new(c->listener, (size_t)(lim < 1048576 ? 1048576 : lim), c->cfg->api_max_conns,
+                                 on_request, a)))
         goto oom;
     return a;
 oom:

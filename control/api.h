@@ -83,8 +83,9 @@ struct control *api_control(api_t *a);
 /* Writes batched counters now (also done every few seconds and by api_free). */
 void api_flush(api_t *a);
 /* Before shutdown: commits and answers the registrations waiting in a
- * batch, and lets go of the read-lock pin so that a checkpoint can finish.
- * Later requests work as before. */
+ * batch, lets go of the read-lock pin so that a checkpoint can finish, and
+ * of the listener, which the control thread frees next. Requests on open
+ * connections work as before. */
 void api_quiesce(api_t *a);
 /* Another thread of this process committed a change (the background
  * thread's verification): lets go of resolve's read-lock pin so the next

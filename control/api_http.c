@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 #define IN_START 4096
 #define OUT_START 4096
 #define HEAD_MAX (8192 + 32768 + 64)
@@ -38,6 +40,9 @@ struct api_http {
     size_t max_body;
     struct http1_limits lim;
     struct api_http_conn *conns; /* every open connection (for api_http_free) */
+    struct evconnlistener *listener; /* NULL once detached */
+    int nconns, max_conns;
+    int paused;                  /* accepting is off: nconns reached max_conns */
     /* libevent's common timeout for IDLE_S: re-arming it on every read is a
      * queue append, where a plain timeout is a heap operation. */
     const struct timeval *idle_tv;
@@ -67,9 +72,26 @@ static void process(api_http_conn_t *c);
 
 /* ---- connection life ---- */
 
+/* Accepting pauses at max_conns so a flood of idle connections cannot run
+ * the process out of descriptors (which the edge shares); the kernel's
+ * backlog holds the next ones until a slot frees. */
+static void admit(api_http_t *h)
+{
+    int full = h->max_conns > 0 && h->nconns >= h->max_conns;
+    if (!h->listener || full == h->paused)
+        return;
+    if ((full ? evconnlistener_disable(h->listener) : evconnlistener_enable(h->listener)) != 0)
+        return;
+    h->paused = full;
+    if (full)
+        log_warn("api.connections_full", "open=%d max=%d", h->nconns, h->max_conns);
+}
+
 static void conn_free(api_http_conn_t *c)
 {
     api_http_t *h = c->h;
+    h->nconns--;
+    admit(h);
     if (c->prev)
         c->prev->next = c->next;
     else if (h->conns == c)
@@ -419,6 +441,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (h->conns)
         h->conns->prev = c;
     h->conns = c;
+    h->nconns++;
+    admit(h);
     int one = 1;
     /* Answers are one send each; Nagle would only hold back pipelined ones. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -436,7 +460,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---- the server ---- */
 
-api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, api_http_dispatch fn, void *arg)
+api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, int max_conns, api_http_dispatch fn,
+                         void *arg)
 {
     if (!listener)
         return NULL;
@@ -446,6 +471,8 @@ api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, api_h
     h->fn = fn;
     h->arg = arg;
     h->max_body = max_body;
+    h->listener = listener;
+    h->max_conns = max_conns;
     struct timeval tv = { IDLE_S, 0 };
     if (!(h->idle_tv = event_base_init_common_timeout(evconnlistener_get_base(listener), &tv))) {
         free(h);
@@ -457,10 +484,25 @@ api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, api_h
     return h;
 }
 
+void api_http_set_max_conns(api_http_t *h, int max_conns)
+{
+    if (!h)
+        return;
+    h->max_conns = max_conns;
+    admit(h);
+}
+
+void api_http_detach(api_http_t *h)
+{
+    if (h)
+        h->listener = NULL;
+}
+
 void api_http_free(api_http_t *h)
 {
     if (!h)
         return;
+    h->listener = NULL;
     while (h->conns) {
         h->conns->busy = 0;
         conn_free(h->conns);

@@ -42,8 +42,15 @@ typedef struct api_http_req {
 typedef void (*api_http_dispatch)(api_http_req_t *req, void *arg);
 
 /* Takes over listener's accept callback. max_body: larger bodies are
- * refused with 413 without being read. NULL on failure. */
-api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, api_http_dispatch fn, void *arg);
+ * refused with 413 without being read. max_conns: with that many
+ * connections open, accepting pauses (new ones wait in the kernel's backlog)
+ * until one closes. NULL on failure. */
+api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, int max_conns, api_http_dispatch fn,
+                         void *arg);
+/* Applies a new max_conns (a reload). */
+void api_http_set_max_conns(api_http_t *h, int max_conns);
+/* The listener is about to be freed (shutdown): never touch it again. */
+void api_http_detach(api_http_t *h);
 void api_http_free(api_http_t *h);
 
 /* The value of header name (case-insensitive; the first if repeated), or

@@ -181,6 +181,34 @@ def vanishing_clients_leave_the_daemon_serving():
     expect(c.get("/v1/edge/resolve?hostname=gone.example.com").status == 200)
 
 
+@test
+def connections_beyond_the_cap_wait_for_a_slot():
+    """[api] max_connections: the next connection waits in the backlog (no
+    answer, not refused) until one of the open ones closes."""
+    h = Hee(conf={"api": {"max_connections": "3"}})
+    try:
+        held = [socket.create_connection(("127.0.0.1", h.api_port), timeout=10) for _ in range(3)]
+        time.sleep(0.2)  # accepted: the cap is reached
+        extra = socket.create_connection(("127.0.0.1", h.api_port), timeout=10)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        extra.settimeout(0.5)
+        try:
+            early = extra.recv(1)
+        except socket.timeout:
+            early = None
+        expect(early is None, "answered beyond the cap: %r" % early)
+        held.pop().close()
+        extra.settimeout(10)
+        status = read_response(extra)[0]
+        expect(status == 200, status)
+        expect("api.connections_full" in h.stderr_text(), "no log line for the full API")
+        for s in held + [extra]:
+            s.close()
+    finally:
+        h.stop()
+        h.cleanup()
+
+
 def teardown():
     H.stop()
     H.cleanup()
