@@ -189,6 +189,10 @@ static int dispatch(struct control *c, struct bridge_call *bc)
 {
     int local = bc->kind == CALL_VERIFY ? c->verify != NULL : c->hooks != NULL;
     bc->from = c;
+    if (c->stopping) { /* bridge_cancel_all has run: nobody would answer it */
+        call_free(bc);
+        return -1;
+    }
     if (local || !c->peer) {
         int rc = start(c, bc);
         if (rc != 0)
