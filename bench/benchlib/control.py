@@ -256,7 +256,8 @@ def contention(ctx):
     keys = [("edge_idle_rps", "6. Edge keep-alive req/s, background thread idle (wrk -t1 -c64, as scenario 1)", 0),
             ("edge_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),
             ("edge_sweep_ratio", "6. … ratio, during the sweep ÷ idle", 2),
-            ("sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0)]
+            ("sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0),
+            ("sweep_knot_cores", "6. … CPU the local Knot used meanwhile, cores (a remote resolver in production)", 2)]
     _guard(ctx, keys, lambda: _contention(ctx, keys, n))
 
 
@@ -267,7 +268,8 @@ def contention_hooks(ctx):
             ("edge_hooks_rps", f"6. … while a backlog of {2 * n:,} webhook deliveries is replayed to a local receiver",
              0),
             ("edge_hooks_ratio", "6. … ratio, during the replay ÷ idle", 2),
-            ("hooks_during_s", "6. … deliveries/s meanwhile", 0)]
+            ("hooks_during_s", "6. … deliveries/s meanwhile", 0),
+            ("hooks_recv_cores", "6. … CPU the local Python receiver used meanwhile, cores (remote in production)", 2)]
     _guard(ctx, keys, lambda: _contention_hooks(ctx, keys, n))
 
 
@@ -385,14 +387,15 @@ def _contention_hooks(ctx, keys, n):
                 raise Unavailable(f"registration failed for {bad}: {err}")
             time.sleep(2)
             idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-idle.txt")
-            n0, t0 = _receiver_lines(out), time.monotonic()
+            n0, t0, r0 = _receiver_lines(out), time.monotonic(), P.cpu_seconds(recv.pid)
             _endpoint_disabled(h, ep, False)
             busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"hc{run}-replay.txt")
-            n1, t1 = _receiver_lines(out), time.monotonic()
+            n1, t1, r1 = _receiver_lines(out), time.monotonic(), P.cpu_seconds(recv.pid)
         finally:
             h.stop()
             ctx.procs.stop(recv)
         _contention_add(ctx, keys, run, idle, busy, (n1 - n0) / (t1 - t0), "the replay", "deliveries")
+        ctx.results.add(keys[4][0], keys[4][1], "hee", (r1 - r0) / (t1 - t0), 2)
 
 
 def _contention_add(ctx, keys, run, idle, busy, rate, during, what, what_rate="edge"):
@@ -400,7 +403,7 @@ def _contention_add(ctx, keys, run, idle, busy, rate, during, what, what_rate="e
     req/s during, ratio, background rate meanwhile)."""
     if not idle["requests"] or not busy["requests"]:
         raise Unavailable("wrk produced no requests")
-    for (k, label, dec), v in zip(keys, (idle["rps"], busy["rps"], busy["rps"] / idle["rps"], rate)):
+    for (k, label, dec), v in zip(keys[:4], (idle["rps"], busy["rps"], busy["rps"] / idle["rps"], rate)):
         ctx.results.add(k, label, "hee", v, dec)
     log(f"  run {run}: {what_rate} {idle['rps']:,.0f} req/s idle, {busy['rps']:,.0f} during {during} "
         f"({rate:,.0f} {what}/s meanwhile)")
@@ -425,13 +428,14 @@ def _contention(ctx, keys, n):
             h.start(f"ct{run}b")
             try:
                 tls_get(h.port, SNI, timeout=20)  # route and certificate back from the store
-                c0, t0 = _checks(h.data_dir), time.monotonic()
+                c0, t0, k0 = _checks(h.data_dir), time.monotonic(), P.cpu_seconds(k.proc.pid)
                 busy = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-sweep.txt")
-                c1, t1 = _checks(h.data_dir), time.monotonic()
+                c1, t1, k1 = _checks(h.data_dir), time.monotonic(), P.cpu_seconds(k.proc.pid)
             finally:
                 h.stop()
                 shutil.rmtree(h.data_dir, ignore_errors=True)
             _contention_add(ctx, keys, run, idle, busy, (c1 - c0) / (t1 - t0), "the sweep", "probes")
+            ctx.results.add(keys[4][0], keys[4][1], "hee", (k1 - k0) / (t1 - t0), 2)
     finally:
         k.stop()
 
