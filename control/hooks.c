@@ -1226,13 +1226,15 @@ static void pass(struct hooks *h)
     }
     if (h->nparks)
         schedule_flush(h, 0);
-    if (w.at_end && store_hook_next_due(h->c->store, util_now_ms(), &next) == STORE_OK)
+    /* The next due time is asked from the walk's own `now`: every row due
+     * by then was walked (what could not go waits on an answer or a flush,
+     * which walk again), and a row that fell due while the walk ran — the
+     * timer fires up to a coarse-clock tick early, a niced thread is
+     * preempted — is still counted as coming. Asked from a later clock, such
+     * a row was neither walked nor coming, and waited TIMER_MAX_MS. Its
+     * delay is then <= 0: walk again at once (arm_timer's 1 ms). */
+    if (w.at_end && store_hook_next_due(h->c->store, now, &next) == STORE_OK)
         delay = next - util_now_ms();
-    /* What is due now but was not sent waits on requests in flight or parks
-     * not yet written: their completion or flush walks again; no need to
-     * spin on the timer meanwhile. */
-    if (delay <= 0 && (h->ninflight > 0 || h->nparks > 0))
-        delay = TIMER_MAX_MS;
     arm_timer(h, delay);
 }
 
