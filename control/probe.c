@@ -4,7 +4,14 @@
  * the CNAME chain one hop per query when the server did not return it whole
  * (an authoritative server answers only for its own zones), retry a SERVFAIL
  * with CD set to tell a DNSSEC failure from a broken server, and for CAA climb
- * to the parent names (RFC 8659). The climb's first PROBE_CAA_LEVELS names are
+ * to the parent names (RFC 8659 3). Each CAA(X) of the climb is an ordinary
+ * lookup, CNAMEs followed: a set found at the chain's end is X's; none there
+ * and the climb goes on at X's parent, not the target's (RFC 6844's climb
+ * from the target is gone: erratum 5065, then 8659). A failed lookup or a
+ * looping chain ends the climb as an error, never as "no CAA" (a CA refuses
+ * to issue then). The climb stops at two labels: RFC 8659 and Let's Encrypt
+ * ask the TLD too, which would cost every probe one more query for the rare
+ * TLD that has CAA records. The climb's first PROBE_CAA_LEVELS names are
  * asked at once, each by its own lookup, and the highest of them climbs on
  * alone: most names have no CAA anywhere, so a climb asks every level anyway
  * and asking them together saves round trips, which is what bounds a sweep's
@@ -105,11 +112,13 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sb_t *b, const char 
     sb_putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* Non-printable bytes as \DDD so every value is ASCII (JSON needs UTF-8). */
-static void sb_escape(sb_t *b, const uint8_t *p, size_t n)
+/* Non-printable bytes as \DDD so every value is ASCII (JSON needs UTF-8);
+ * also the bytes in extra (NULL: none), so that a reader can tell them apart
+ * (CAA escapes '\' itself, then every backslash in a value starts a \DDD). */
+static void sb_escape(sb_t *b, const uint8_t *p, size_t n, const char *extra)
 {
     for (size_t i = 0; i < n; i++) {
-        if (p[i] < 0x20 || p[i] >= 0x7f)
+        if (p[i] < 0x20 || p[i] >= 0x7f || (extra && p[i] && strchr(extra, p[i])))
             sb_printf(b, "\\%03u", p[i]);
         else
             sb_putn(b, (const char *)&p[i], 1);
@@ -275,7 +284,7 @@ static char *render_value(const ldns_rr *rr, ldns_rr_type type)
                 continue;
             const uint8_t *p = ldns_rdf_data(d);
             size_t n = p[0] < sz - 1 ? p[0] : sz - 1;
-            sb_escape(&b, p + 1, n);
+            sb_escape(&b, p + 1, n, NULL);
         }
         return sb_take(&b);
     case LDNS_RR_TYPE_CAA: {
@@ -287,9 +296,11 @@ static char *render_value(const ldns_rr *rr, ldns_rr_type type)
         const uint8_t *t = ldns_rdf_data(tag);
         size_t tn = t[0] < ldns_rdf_size(tag) - 1 ? t[0] : ldns_rdf_size(tag) - 1;
         sb_printf(&b, "%u ", ldns_rdf_data(fl)[0]);
-        sb_escape(&b, t + 1, tn);
+        /* The tag ends at the first space; the value keeps its spaces (they
+         * are WSP in an issue value) and tabs become \009. */
+        sb_escape(&b, t + 1, tn, " \\");
         sb_puts(&b, " ");
-        sb_escape(&b, ldns_rdf_data(val), ldns_rdf_size(val));
+        sb_escape(&b, ldns_rdf_data(val), ldns_rdf_size(val), "\\");
         return sb_take(&b);
     }
     default:
@@ -457,35 +468,157 @@ static bool any_cloudflare(const probe_facts_t *f)
 
 /* ---- CAA ---------------------------------------------------------------------- */
 
-static bool caa_issuer_is(const char *value, const char *ca)
+/* A CAA value as render_value wrote it, read one byte at a time: \DDD is
+ * one byte (render_value escapes '\' itself, so in its output a backslash
+ * always starts one; a lone backslash from another writer stands for itself).
+ * Bytes are ints: \DDD above 255 stays out of every class below. */
+typedef struct {
+    const char *s;
+    size_t i;
+} caa_rd_t;
+
+static int caa_next(const caa_rd_t *r, size_t *adv)
 {
-    /* issuer-domain-name [; key=value...]; an empty name forbids everyone. */
-    while (*value == ' ' || *value == '\t')
-        value++;
-    size_t n = strcspn(value, ";");
-    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-        n--;
-    return n > 0 && n == strlen(ca) && util_ascii_ieq(value, ca, n);
+    const char *p = r->s + r->i;
+    *adv = 0;
+    if (!*p)
+        return -1;
+    if (p[0] == '\\' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] >= '0' &&
+        p[3] <= '9') {
+        *adv = 4;
+        return (p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0');
+    }
+    *adv = 1;
+    return (unsigned char)p[0];
+}
+
+static int caa_peek(const caa_rd_t *r)
+{
+    size_t adv;
+    return caa_next(r, &adv);
+}
+
+static int caa_get(caa_rd_t *r)
+{
+    size_t adv;
+    int c = caa_next(r, &adv);
+    r->i += adv;
+    return c;
+}
+
+static bool caa_wsp(int c) { return c == ' ' || c == '\t'; }
+
+static bool caa_alnum(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int caa_lower(int c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
+
+static void caa_skip_wsp(caa_rd_t *r)
+{
+    while (caa_wsp(caa_peek(r)))
+        (void)caa_get(r);
+}
+
+/* What follows "issuer-domain-name *WSP ;" *WSP (RFC 8659 4.2):
+ *   [parameters *WSP], parameters = (parameter *WSP ";" *WSP parameters) / parameter
+ *   parameter = tag *WSP "=" *WSP value
+ *   tag = (ALPHA / DIGIT) *( *("-") (ALPHA / DIGIT)), value = *(%x21-3A / %x3C-7E)
+ * Syntax only, as Let's Encrypt parses it (a malformed record authorises no
+ * one): what a parameter asks for (RFC 8657 accounturi, validationmethods)
+ * depends on the ACME account and challenge and is not judged here. */
+static bool caa_params_ok(caa_rd_t *r)
+{
+    if (caa_peek(r) < 0)
+        return true;
+    for (;;) {
+        int c = caa_get(r), last = c;
+        if (!caa_alnum(c))
+            return false;
+        while (caa_alnum(c = caa_peek(r)) || c == '-')
+            last = caa_get(r);
+        if (!caa_alnum(last))
+            return false;
+        caa_skip_wsp(r);
+        if (caa_get(r) != '=')
+            return false;
+        caa_skip_wsp(r);
+        while ((c = caa_peek(r)) >= 0x21 && c <= 0x7e && c != ';')
+            (void)caa_get(r);
+        caa_skip_wsp(r);
+        c = caa_get(r);
+        if (c < 0)
+            return true;
+        if (c != ';')
+            return false;
+        caa_skip_wsp(r);
+    }
+}
+
+/* issue-value = *WSP [issuer-domain-name *WSP] [";" *WSP [parameters *WSP]]
+ * (RFC 8659 4.2). True when the value is well-formed and names ca, compared
+ * ASCII case-insensitively as DNS names are. An empty issuer-domain-name
+ * (";") names no one; so does a malformed value (4.2: treated as empty). */
+static bool caa_issue_names(const char *value, const char *ca)
+{
+    caa_rd_t r = {.s = value, .i = 0};
+    size_t k = 0, len = 0;
+    bool same = true;
+    int c;
+    caa_skip_wsp(&r);
+    while ((c = caa_peek(&r)) >= 0 && !caa_wsp(c) && c != ';') {
+        (void)caa_get(&r);
+        int want = (unsigned char)ca[k];
+        if (same && want && caa_lower(c) == caa_lower(want))
+            k++;
+        else
+            same = false;
+        len++;
+    }
+    same = same && len > 0 && ca[k] == '\0';
+    caa_skip_wsp(&r);
+    c = caa_get(&r);
+    if (c < 0)
+        return same;
+    if (c != ';')
+        return false;
+    caa_skip_wsp(&r);
+    return caa_params_ok(&r) && same;
+}
+
+static bool caa_tag_is(const char *tag, size_t len, const char *name)
+{
+    return len == strlen(name) && util_ascii_ieq(tag, name, len);
 }
 
 bool probe_caa_allows(char *const *values, size_t n, const char *ca)
 {
     bool has_issue = false, allowed = false;
     for (size_t i = 0; i < n; i++) {
+        const char *v = values[i];
         char *end = NULL;
-        unsigned long flags = strtoul(values[i], &end, 10);
-        if (!end || *end != ' ')
+        if (v[0] < '0' || v[0] > '9')
+            continue;
+        unsigned long flags = strtoul(v, &end, 10);
+        if (!end || *end != ' ' || flags > 255)
             continue;
         const char *tag = end + 1;
         size_t tlen = strcspn(tag, " ");
         const char *val = tag[tlen] ? tag + tlen + 1 : "";
-        if (tlen == 5 && util_ascii_ieq(tag, "issue", 5)) {
+        if (caa_tag_is(tag, tlen, "issue")) {
             has_issue = true;
-            if (ca && caa_issuer_is(val, ca))
+            if (ca && caa_issue_names(val, ca))
                 allowed = true;
-        } else if (!(tlen == 9 && util_ascii_ieq(tag, "issuewild", 9)) &&
-                   !(tlen == 5 && util_ascii_ieq(tag, "iodef", 5)) && (flags & 128)) {
-            return false; /* unknown critical property: no CA may issue */
+        } else if (caa_tag_is(tag, tlen, "issuewild") || caa_tag_is(tag, tlen, "iodef") ||
+                   caa_tag_is(tag, tlen, "issuemail")) {
+            continue; /* known; issuewild is for wildcard names, which Hee never asks for */
+        } else if (flags & (128 | 1)) {
+            /* An unknown critical property: no CA may issue (RFC 8659 4.1).
+             * The critical flag is the bit valued 128; Let's Encrypt also
+             * takes the one valued 1 for it (many zones set that one), and
+             * the probe foretells what the CA will do. */
+            return false;
         }
     }
     return !has_issue || allowed;
@@ -497,6 +630,7 @@ typedef struct {
     const char *target;
     enum match a4, a6;
     bool cname_ok, a_ok, txt_ok, stray, caa_block, bogus;
+    bool caa_fail; /* the CAA lookup gave no answer to go by (failed, looped, bogus) */
 } eval_t;
 
 static probe_hint_t err_hint(const probe_facts_t *f)
@@ -583,11 +717,16 @@ static probe_hint_t hint_txt(const probe_request_t *req, const probe_facts_t *f)
     return f->nvalues ? PROBE_HINT_WRONG_TARGET : PROBE_HINT_MISSING;
 }
 
+/* The CAA row: the facts are those of the relevant level (caa_settle). A
+ * lookup that failed, or whose CNAME chain looped or grew too long, says
+ * nothing about the records: never "allowed" (a CA refuses to issue then). */
 static probe_hint_t hint_caa(const probe_request_t *req, const probe_facts_t *f)
 {
     probe_hint_t e = err_hint(f);
     if (e != PROBE_HINT_OK)
         return e;
+    if (f->loop)
+        return PROBE_HINT_CNAME_LOOP;
     if (!probe_caa_allows(f->values, f->nvalues, req->ca_identifier))
         return PROBE_HINT_CAA_BLOCKS_ISSUER;
     return PROBE_HINT_OK;
@@ -656,15 +795,19 @@ static bool blocking_hint(probe_hint_t h)
            h == PROBE_HINT_DNSSEC_BOGUS;
 }
 
-/* The hint to show, and in *src the record it comes from (NULL if none). */
-static probe_hint_t overall_hint(const probe_request_t *req, const probe_result_t *res,
+/* The hint to show, and in *src the record it comes from (NULL if none).
+ * matched: a method matched, so a CAA lookup that failed is what stands
+ * between the hostname and verification (and the hint says so). */
+static probe_hint_t overall_hint(const probe_request_t *req, const probe_result_t *res, bool matched,
                                  const probe_record_t **src)
 {
     const probe_record_t *seen[PROBE_HINT_COUNT] = {0};
     for (size_t i = 0; i < res->nrecords; i++) {
         const probe_record_t *r = &res->records[i];
         bool relevant = blocking_hint(r->hint);
-        if (strcmp(r->type, "CNAME") == 0)
+        if (strcmp(r->type, "CAA") == 0)
+            relevant |= matched;
+        else if (strcmp(r->type, "CNAME") == 0)
             relevant |= (req->methods & PROBE_M_CNAME) != 0;
         else if (strcmp(r->type, "A") == 0 || strcmp(r->type, "AAAA") == 0)
             relevant |= (req->methods & PROBE_M_A) != 0;
@@ -723,6 +866,9 @@ static char *outcome_text(const probe_request_t *req, const probe_answers_t *ans
                           const probe_result_t *res, const eval_t *ev, const probe_record_t *src)
 {
     const char *h = req->hostname;
+    /* A CAA problem may sit at a parent or a CNAME target: name where. */
+    bool caa = src && strcmp(src->type, "CAA") == 0;
+    const char *at = caa ? src->name : h;
     char *s = NULL;
     int n = -1;
     if (res->verified) {
@@ -752,23 +898,27 @@ static char *outcome_text(const probe_request_t *req, const probe_answers_t *ans
         n = asprintf(&s, "only some of the records of %s point at the edge", h);
         break;
     case PROBE_HINT_CAA_BLOCKS_ISSUER:
-        n = asprintf(&s, "CAA records at %s do not allow %s to issue", ans->caa.owner ? ans->caa.owner : h,
+        n = asprintf(&s, "CAA records at %s do not allow %s to issue", at,
                      req->ca_identifier ? req->ca_identifier : "the CA");
         break;
     case PROBE_HINT_STRAY_AAAA:
         n = asprintf(&s, "%s has AAAA records that do not point at the edge", h);
         break;
     case PROBE_HINT_DNSSEC_BOGUS:
-        n = asprintf(&s, "DNSSEC validation fails for %s", h);
+        n = asprintf(&s, "DNSSEC validation fails for %s%s", caa ? "the CAA records of " : "", at);
         break;
     case PROBE_HINT_CNAME_LOOP:
-        n = asprintf(&s, "the CNAME chain of %s loops or is longer than %d hops", h, PROBE_MAX_HOPS);
+        n = asprintf(&s, "the CNAME chain of %s loops or is longer than %d hops%s", at, PROBE_MAX_HOPS,
+                     caa ? " (CAA lookup)" : "");
         break;
     case PROBE_HINT_SERVFAIL:
-        n = asprintf(&s, "DNS servers failed to answer for %s", h);
+        n = caa ? asprintf(&s, "DNS servers failed to answer the CAA lookup for %s; the CA would refuse to "
+                               "issue", at)
+                : asprintf(&s, "DNS servers failed to answer for %s", h);
         break;
     default:
-        n = asprintf(&s, "DNS lookups for %s timed out", h);
+        n = caa ? asprintf(&s, "the CAA lookup for %s timed out; the CA would refuse to issue", at)
+                : asprintf(&s, "DNS lookups for %s timed out", h);
         break;
     }
     return n < 0 ? NULL : s;
@@ -838,10 +988,17 @@ static int build_records(const probe_request_t *req, const probe_answers_t *ans,
         out->nrecords++;
     }
     if (ans->caa.queried) {
-        probe_hint_t hc = hint_caa(req, &ans->caa);
+        const probe_facts_t *c = &ans->caa;
+        probe_hint_t hc = hint_caa(req, c);
         ev->caa_block = hc == PROBE_HINT_CAA_BLOCKS_ISSUER;
-        if (rec_set(&r[out->nrecords], "CAA", ans->caa.owner ? ans->caa.owner : req->hostname,
-                    ans->caa.values, ans->caa.nvalues, req->ca_identifier, hc, ans->caa.status) != 0)
+        ev->caa_fail = hc != PROBE_HINT_OK && !ev->caa_block;
+        /* The name the set was found at (a CNAME target's, perhaps) or whose
+         * lookup failed, else the level asked (a parent, perhaps): where the
+         * chain looped or a validator refused it, that level's name. */
+        bool whole = c->loop || c->cd_answered;
+        const char *at = c->owner && !whole ? c->owner : c->start ? c->start : req->hostname;
+        if (rec_set(&r[out->nrecords], "CAA", at, c->values, c->nvalues, req->ca_identifier, hc,
+                    c->status) != 0)
             goto out;
         out->nrecords++;
     }
@@ -893,10 +1050,11 @@ int probe_decide(const probe_request_t *req, const probe_answers_t *ans, probe_r
         out->method = PROBE_M_A;
     else if (ev.txt_ok)
         out->method = PROBE_M_TXT;
-    out->verified = out->method != PROBE_M_NONE && !ev.stray && !ev.caa_block && !ev.bogus;
+    bool matched = out->method != PROBE_M_NONE;
+    out->verified = matched && !ev.stray && !ev.caa_block && !ev.caa_fail && !ev.bogus;
     if (!out->verified)
         out->method = PROBE_M_NONE;
-    out->hint = out->verified ? PROBE_HINT_OK : overall_hint(req, out, &src);
+    out->hint = out->verified ? PROBE_HINT_OK : overall_hint(req, out, matched, &src);
     if (out->verified)
         out->verdict = "verified";
     else if (out->hint == PROBE_HINT_SERVFAIL || out->hint == PROBE_HINT_TIMEOUT)
@@ -1086,10 +1244,15 @@ static void pump(probe_ctx_t *ctx)
     }
 }
 
-/* A climb goes on past a name only when it was answered and holds no CAA. */
+/* A climb goes on past a name only when it was answered and holds no CAA:
+ * after a CNAME chain that ended at a name without CAA (RFC 8659 3: each
+ * CAA(X) is an ordinary lookup that follows aliases, and the climb goes on
+ * at X's parent, never at the target's), or NXDOMAIN. A failed lookup or a
+ * chain that looped stops it: records there may be hidden, and a CA stops
+ * there too, refusing to issue. */
 static bool caa_climbs_past(const probe_facts_t *f)
 {
-    return (f->status == DNS_OK || f->status == DNS_ERR_NXDOMAIN) && f->nvalues == 0;
+    return (f->status == DNS_OK || f->status == DNS_ERR_NXDOMAIN) && f->nvalues == 0 && !f->loop;
 }
 
 /* Puts into ans.caa the level a climb one name at a time would have
@@ -1170,21 +1333,28 @@ static void lk_ask(struct probe_lookup *lk, const char *name, unsigned flags)
     }
 }
 
-/* CAA found nothing at this name: ask the parent, stopping above the
- * registrable part (two labels) rather than asking a TLD. */
+/* CAA found nothing at this name: ask the parent of the name asked (not of
+ * a CNAME target the answer led to), stopping at two labels rather than
+ * asking a TLD. False when there is no parent to ask, or memory ran out (the
+ * facts then say so: a climb cut short must not read as "no CAA"). */
 static bool caa_climb(struct probe_lookup *lk)
 {
     const char *dot = strchr(lk->caa_base, '.');
     if (!dot || !strchr(dot + 1, '.'))
         return false;
     char *parent = strdup(dot + 1);
-    if (!parent)
+    if (!parent) {
+        lk->f->status = DNS_ERR_NETWORK;
         return false;
+    }
     free(lk->caa_base);
     lk->caa_base = parent;
     probe_facts_clear(lk->f);
-    if (probe_facts_init(lk->f, parent) != 0)
+    if (probe_facts_init(lk->f, parent) != 0) {
+        lk->f->queried = true;
+        lk->f->status = DNS_ERR_NETWORK;
         return false;
+    }
     lk->f->queried = true;
     lk->f->status = DNS_ERR_TIMEOUT;
     lk_ask(lk, parent, 0);
@@ -1235,7 +1405,7 @@ static void on_lookup(dns_status_t st, ldns_pkt *pkt, void *arg)
         lk_ask(lk, next, 0);
         return;
     }
-    if (lk->type == LDNS_RR_TYPE_CAA && lk->climbs && f->nvalues == 0 && caa_climb(lk))
+    if (lk->type == LDNS_RR_TYPE_CAA && lk->climbs && caa_climbs_past(f) && caa_climb(lk))
         return;
     lk_done(lk);
 }

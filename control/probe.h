@@ -51,7 +51,9 @@ typedef struct {
     size_t n_edge_addrs;
     const char *txt_value;     /* expected ownership TXT; NULL disables PROBE_M_TXT */
     unsigned methods;          /* PROBE_M_* accepted */
-    const char *ca_identifier; /* e.g. "letsencrypt.org"; NULL: no CAA lookup */
+    const char *ca_identifier; /* e.g. "letsencrypt.org"; NULL: no CAA lookup. A CAA
+                                * lookup that fails makes a matching probe
+                                * inconclusive, one that loops unverified. */
 } probe_request_t;
 
 /* What one lookup found: the input of the pure decision. Names are lower
@@ -134,7 +136,12 @@ int probe_absorb(probe_facts_t *f, const char *qname, ldns_rr_type type, const c
 int probe_decide(const probe_request_t *req, const probe_answers_t *ans, probe_result_t *out);
 void probe_result_clear(probe_result_t *res);
 bool probe_is_cloudflare(const char *addr);
-/* CAA values as "flags tag value"; true when ca may issue for a plain name. */
+/* CAA values as "flags tag value" (the value with \DDD escapes, '\' itself
+ * escaped, as probe_absorb writes it); true when ca may issue for a plain
+ * (non-wildcard) name: no "issue" property, or one that is well-formed (RFC
+ * 8659 4.2; parameters checked for syntax only) and names ca, compared
+ * case-insensitively; and no unknown property flagged critical (flag bit 128,
+ * or 1 as Let's Encrypt also reads it). */
 bool probe_caa_allows(char *const *values, size_t n, const char *ca);
 /* Lower-cases and strips the final dot; NULL when not a valid DNS name. */
 char *probe_normalize_name(const char *name);

@@ -1,8 +1,8 @@
 """Verification through the API, against knot (behind test/e2e/verify_dns.py's
 proxy) while `hee` runs: every method (cname, apex A/AAAA, TXT — over TCP
 after a truncated answer — and trusted registration), POST …/verify (instant,
-409 ownership_not_found), POST …/diagnose with every hint, GET …/checks,
-scopes and tenancy."""
+409 ownership_not_found), POST …/diagnose with every hint, CAA through CNAME
+aliases, GET …/checks, scopes and tenancy."""
 import os
 import shutil
 import sys
@@ -40,8 +40,21 @@ CUST = [
     "loop1 CNAME loop2",
     "loop2 CNAME loop1",
     "chain CNAME c2.other.test.",
+    "caaalias CNAME hop.other.test.",
+    "nocaa CNAME plain.strict.test.",
+    "w.lp A 192.0.2.10",
+    "lp CNAME lp2",
+    "lp2 CNAME lp",
 ]
-DNS.knot.set_zone("other.test", ["shop A 198.51.100.7", "c2 CNAME c3", "c3 CNAME edge.hee.la."])
+# CAA through aliases (RFC 8659 3): every CAA lookup of the climb follows
+# CNAMEs; a set at the chain's end is the hostname's, and without one the
+# climb goes on at the hostname's parent, never at the target's.
+DNS.knot.set_zone("other.test", ["shop A 198.51.100.7", "c2 CNAME c3", "c3 CNAME edge.hee.la.",
+                                 "hop CNAME caa-target", "caa-target A 192.0.2.10",
+                                 'caa-target CAA 0 issue "digicert.com"',
+                                 "le-ok A 192.0.2.10", 'le-ok CAA 0 issue "letsencrypt.org"'])
+DNS.knot.set_zone("strict.test", ['@ CAA 0 issue "digicert.com"', "viaok CNAME le-ok.other.test.",
+                                  "edge CNAME edge.hee.la.", "plain A 192.0.2.10"])
 DNS.knot.set_zone("cust.test", CUST)
 for z in ("bogus.test", "sf.test", "slow.test"):
     DNS.knot.set_zone(z, ["www CNAME edge.hee.la."])
@@ -225,6 +238,41 @@ def cname_chain_across_zones():
     summary = H.sql("SELECT c.summary FROM checks c JOIN domains d ON d.id = c.domain_id "
                     "WHERE d.hostname = 'chain.cust.test' AND c.verified = 1 ORDER BY c.id DESC LIMIT 1")[0][0]
     expect("c2.other.test>c3.other.test>edge.hee.la" in summary, summary)
+
+
+@test
+def caa_follows_cname_aliases():
+    # (host, hint, name the CAA row reports, issuer found there)
+    cases = [
+        # the chain's end has CAA: it is the hostname's, though cust.test allows
+        ("caaalias.cust.test", "caa_blocks_issuer", "caa-target.other.test", "digicert.com"),
+        # ... the same the other way round: strict.test forbids, the target allows
+        ("viaok.strict.test", "ok", "le-ok.other.test", "letsencrypt.org"),
+        # no CAA at the chain's end: the hostname's parent decides (cust.test
+        # allows), not the target's (strict.test would not)
+        ("nocaa.cust.test", "ok", "cust.test", "letsencrypt.org"),
+        # the usual customer set-up, a CNAME to the edge: the customer's zone decides
+        ("edge.strict.test", "caa_blocks_issuer", "strict.test", "digicert.com"),
+        # the parent's CAA lookup meets a CNAME loop: an error, not "no CAA"
+        ("w.lp.cust.test", "cname_loop", "lp.cust.test", None),
+    ]
+    for host, _, _, _ in cases:
+        register(ACME, host)
+    for host, hint, at, issuer in cases:
+        r = ACME.post("/v1/edge/domains/%s/diagnose" % host)
+        expect(r.status == 200, (host, r))
+        b = r.json()
+        expect(b["hint"] == hint, "%s: hint %s, expected %s: %s" % (host, b["hint"], hint, b))
+        caa = [rec for rec in b["records"] if rec["type"] == "CAA"]
+        expect(len(caa) == 1 and caa[0]["name"] == at and caa[0]["hint"] == hint, (host, caa))
+        expect(caa[0]["status"] == "OK", (host, caa))
+        expect(any(issuer in f for f in caa[0]["found"]) if issuer else caa[0]["found"] == [], (host, caa))
+        if hint == "caa_blocks_issuer":
+            expect(b["outcome"] == "CAA records at %s do not allow letsencrypt.org to issue" % at, b)
+    wait_state("viaok.strict.test", "verified")
+    wait_state("nocaa.cust.test", "verified")
+    for host in ("caaalias.cust.test", "edge.strict.test", "w.lp.cust.test"):
+        expect(domain(host)["state"] in ("pending_ownership", "verifying"), host)
 
 
 @test

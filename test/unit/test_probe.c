@@ -273,6 +273,113 @@ static void test_caa_blocks_issuer(void **state)
     fx_free(&x);
 }
 
+/* A CAA set found at the end of the hostname's CNAME chain is the
+ * hostname's own (RFC 8659 3): the row names where it was found. */
+static void test_caa_at_cname_target(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, "edge.hee.la", "0 issue digicert.com");
+    x.ans.caa.owner = strdup("edge.hee.la");
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(x.res.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    assert_string_equal(rec(&x, "CAA")->name, "edge.hee.la");
+    assert_string_equal(x.res.outcome, "CAA records at edge.hee.la do not allow letsencrypt.org to issue");
+    fx_free(&x);
+}
+
+/* A CAA lookup that failed anywhere in the climb is not "no CAA": a CA
+ * refuses to issue then. With a method matched the probe is inconclusive
+ * (a DNS failure proves nothing either way), never verified, never
+ * caa_blocks_issuer. */
+static void test_caa_lookup_failed(void **state)
+{
+    static const struct {
+        dns_status_t st;
+        probe_hint_t hint;
+        const char *outcome;
+    } cases[] = {
+        {DNS_ERR_SERVFAIL, PROBE_HINT_SERVFAIL,
+         "DNS servers failed to answer the CAA lookup for cust.test; the CA would refuse to issue"},
+        {DNS_ERR_REFUSED, PROBE_HINT_SERVFAIL, NULL},
+        {DNS_ERR_MALFORMED, PROBE_HINT_SERVFAIL, NULL},
+        {DNS_ERR_TIMEOUT, PROBE_HINT_TIMEOUT, "the CAA lookup for cust.test timed out; the CA would refuse to issue"},
+        {DNS_ERR_NETWORK, PROBE_HINT_TIMEOUT, NULL},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        fx_t x;
+        fx_init(&x, PROBE_M_CNAME);
+        x.req.ca_identifier = "letsencrypt.org";
+        facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+        facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+        /* The hostname had no CAA; its parent's lookup failed (no owner). */
+        facts(&x.ans.caa, "cust.test", cases[i].st, NULL, NULL);
+        fx_decide(&x);
+        assert_false(x.res.verified);
+        assert_int_equal(x.res.method, PROBE_M_NONE);
+        assert_string_equal(x.res.verdict, "inconclusive");
+        assert_int_equal(x.res.hint, cases[i].hint);
+        assert_int_equal(rec(&x, "CAA")->hint, cases[i].hint);
+        assert_string_equal(rec(&x, "CAA")->name, "cust.test");
+        if (cases[i].outcome)
+            assert_string_equal(x.res.outcome, cases[i].outcome);
+        assert_non_null(strstr(x.res.summary, " caa="));
+        assert_null(strstr(x.res.summary, "caa=ok"));
+        fx_free(&x);
+    }
+    /* Nothing matched anyway: the CNAME is the thing to fix, not the CAA. */
+    fx_t x;
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.caa, "cust.test", DNS_ERR_TIMEOUT, NULL, NULL);
+    fx_decide(&x);
+    assert_int_equal(x.res.hint, PROBE_HINT_MISSING);
+    assert_string_equal(x.res.verdict, "unverified");
+    assert_int_equal(rec(&x, "CAA")->hint, PROBE_HINT_TIMEOUT);
+    fx_free(&x);
+    /* A validator rejects the CAA answers (they came only with CD). */
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.caa, "cust.test", DNS_ERR_SERVFAIL, NULL, "0 issue letsencrypt.org");
+    x.ans.caa.cd_answered = true;
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(x.res.hint, PROBE_HINT_DNSSEC_BOGUS);
+    assert_string_equal(x.res.verdict, "unverified");
+    assert_string_equal(x.res.outcome, "DNSSEC validation fails for the CAA records of cust.test");
+    fx_free(&x);
+}
+
+/* A CAA lookup whose CNAME chain loops or runs past PROBE_MAX_HOPS is an
+ * error (a resolver answers SERVFAIL, and the CA refuses): cname_loop. */
+static void test_caa_chain_loops(void **state)
+{
+    fx_t x;
+    fx_init(&x, PROBE_M_A);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, "192.0.2.10");
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    facts(&x.ans.caa, "cust.test", DNS_OK, "lp2.cust.test cust.test", NULL);
+    x.ans.caa.loop = true;
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_string_equal(x.res.verdict, "unverified");
+    assert_int_equal(x.res.hint, PROBE_HINT_CNAME_LOOP);
+    assert_int_equal(rec(&x, "CAA")->hint, PROBE_HINT_CNAME_LOOP);
+    assert_string_equal(rec(&x, "CAA")->name, "cust.test");
+    assert_string_equal(x.res.outcome,
+                        "the CNAME chain of cust.test loops or is longer than 8 hops (CAA lookup)");
+    fx_free(&x);
+}
+
 static void test_stray_aaaa(void **state)
 {
     fx_t x;
@@ -421,6 +528,59 @@ static void test_caa_allows(void **state)
     assert_true(probe_caa_allows(noncritical, 1, "letsencrypt.org"));
     char *prefix[] = {"0 issue letsencrypt.org.evil"};
     assert_false(probe_caa_allows(prefix, 1, "letsencrypt.org"));
+    char *shorter[] = {"0 issue letsencrypt"};
+    assert_false(probe_caa_allows(shorter, 1, "letsencrypt.org"));
+    /* Tags and issuer names compare case-insensitively. */
+    char *upper[] = {"0 ISSUE LetsEncrypt.ORG"};
+    assert_true(probe_caa_allows(upper, 1, "letsencrypt.org"));
+    /* Authorisations add up: an empty issuer next to ours still allows. */
+    char *additive[] = {"0 issue ;", "0 issue letsencrypt.org"};
+    assert_true(probe_caa_allows(additive, 2, "letsencrypt.org"));
+    /* WSP is space or tab (tab arrives as \009), around the name and the
+     * parameters; parameters are checked for syntax, not evaluated. */
+    char *tabs[] = {"0 issue \\009letsencrypt.org\\009 ;\\009accounturi = https://acme/acct/1 ; "
+                    "validationmethods=http-01 "};
+    assert_true(probe_caa_allows(tabs, 1, "letsencrypt.org"));
+    char *bare_semi[] = {"0 issue letsencrypt.org;"};
+    assert_true(probe_caa_allows(bare_semi, 1, "letsencrypt.org"));
+    char *bslash[] = {"0 issue letsencrypt.org; a-b=x\\092y"};
+    assert_true(probe_caa_allows(bslash, 1, "letsencrypt.org"));
+    /* A malformed issue value counts as an empty issuer (RFC 8659 4.2). */
+    static const char *const malformed[] = {
+        "0 issue letsencrypt.org; garbage",        /* no "=" */
+        "0 issue letsencrypt.org; a=b;",           /* ";" with no parameter after it */
+        "0 issue letsencrypt.org;; a=b",
+        "0 issue letsencrypt.org; -a=b",           /* tag must start alphanumeric */
+        "0 issue letsencrypt.org; a-=b",           /* ... and end so */
+        "0 issue letsencrypt.org; a=b c",          /* space inside a value */
+        "0 issue letsencrypt.org; a=\\200",        /* not ASCII */
+        "0 issue letsencrypt.org x",               /* two names */
+        "0 issue letsencrypt.org\\000",            /* a NUL byte in the name */
+        "0 issue %%%%%",
+        "0 issue",
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(malformed); i++) {
+        char *one[] = {(char *)malformed[i]};
+        if (probe_caa_allows(one, 1, "letsencrypt.org"))
+            fail_msg("allowed: %s", malformed[i]);
+    }
+    /* ... and a well-formed record next to it still allows. */
+    char *mixed[] = {"0 issue letsencrypt.org; garbage", "0 issue letsencrypt.org; x=1"};
+    assert_true(probe_caa_allows(mixed, 2, "letsencrypt.org"));
+    /* Critical: bit 128, and bit 1 as Let's Encrypt reads it; only unknown
+     * tags block. issuemail (RFC 9495) is known. */
+    char *crit1[] = {"0 issue letsencrypt.org", "1 tbs unknown"};
+    assert_false(probe_caa_allows(crit1, 2, "letsencrypt.org"));
+    char *crit_other_bits[] = {"0 issue letsencrypt.org", "6 tbs unknown"};
+    assert_true(probe_caa_allows(crit_other_bits, 2, "letsencrypt.org"));
+    char *crit_known[] = {"128 issuewild ;", "129 iodef mailto:a@b", "128 issuemail ;",
+                          "0 issue letsencrypt.org"};
+    assert_true(probe_caa_allows(crit_known, 4, "letsencrypt.org"));
+    char *crit_mixed_case[] = {"128 IssueMail ;"};
+    assert_true(probe_caa_allows(crit_mixed_case, 1, "letsencrypt.org"));
+    /* Not a value probe_absorb writes: skipped. */
+    char *junk[] = {"issue letsencrypt.org", "300 tbs x", "-1 tbs x"};
+    assert_true(probe_caa_allows(junk, 3, "letsencrypt.org"));
 }
 
 static void test_cloudflare_table(void **state)
@@ -556,6 +716,20 @@ static void test_absorb_values(void **state)
     assert_int_equal(f.nvalues, 1);
     assert_string_equal(f.values[0], "0 issue letsencrypt.org");
     probe_facts_clear(&f);
+    ldns_pkt_free(p);
+
+    /* CAA values keep spaces; a tab and a backslash come out as \DDD, which
+     * probe_caa_allows reads back (a tab is WSP, a backslash a value byte). */
+    const char *caa[] = {"t.test. CAA 0 issue \"\\009letsencrypt.org ;\\009a=x\\\\y\""};
+    p = answer_pkt(LDNS_RCODE_NOERROR, caa, 1);
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_CAA, NULL, p, &next), 0);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], "0 issue \\009letsencrypt.org ;\\009a=x\\092y");
+    assert_true(probe_caa_allows(f.values, f.nvalues, "letsencrypt.org"));
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+    p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 4);
     probe_facts_init(&f, "t.test");
     assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_AAAA, NULL, p, &next), 0);
     assert_string_equal(f.values[0], "2001:db8::1");
@@ -619,6 +793,31 @@ static const char *const fake_zone[] = {
     "d.e.f.cust.test. CNAME edge.hee.la.",
     "bogus.cust.test. CNAME edge.hee.la.",
     "_customdomain-challenge.txt.cust.test. TXT \"tok-1\"",
+    /* CAA through aliases (RFC 8659 3): the set at a CNAME target is the
+     * hostname's; none there and the climb goes on at the hostname's parent. */
+    "alias.cust.test. CNAME caa.other.test.",
+    "caa.other.test. A 192.0.2.10",
+    "caa.other.test. CAA 0 issue \"digicert.com\"",
+    "okalias.blocked.test. CNAME leok.other.test.",
+    "leok.other.test. A 192.0.2.10",
+    "leok.other.test. CAA 0 issue \"letsencrypt.org\"",
+    "noca.cust.test. CNAME plain.blocked.test.",
+    "plain.blocked.test. A 192.0.2.10",
+    "h.a.b.cust.test. A 192.0.2.10", /* b.cust.test, the level that climbs, is an alias */
+    "b.cust.test. CNAME plain.blocked.test.",
+    /* CAA chains that loop: at a level asked at once, at the climbing one. */
+    "w.lp.cust.test. A 192.0.2.10",
+    "lp.cust.test. CNAME lp2.cust.test.",
+    "lp2.cust.test. CNAME lp.cust.test.",
+    "www.loopy.test. A 192.0.2.10",
+    "loopy.test. CNAME loopy2.test.",
+    "loopy2.test. CNAME loopy.test.",
+    /* CAA lookups that fail at a parent ("sf." SERVFAILs, "silent." never
+     * answers, "bogus." is rejected by the validator). */
+    "www.sf.cust.test. A 192.0.2.10",
+    "q.r.s.sf.cust.test. A 192.0.2.10",
+    "www.silent.cust.test. A 192.0.2.10",
+    "www.bogus.cust.test. A 192.0.2.10",
 };
 
 typedef struct {
@@ -630,7 +829,7 @@ typedef struct {
 
 /* One hop per answer: a CNAME is never chased, like a server authoritative
  * only for the name asked. "bogus." names SERVFAIL unless CD is set, like a
- * validator; "silent." names get no answer. */
+ * validator; "sf." names always SERVFAIL; "silent." names get no answer. */
 static void on_zone_query(evutil_socket_t fd, short what, void *arg)
 {
     zone_srv_t *z = arg;
@@ -651,7 +850,7 @@ static void on_zone_query(evutil_socket_t fd, short what, void *arg)
     ldns_pkt_push_rr(r, LDNS_SECTION_QUESTION, ldns_rr_clone(qrr));
     if (strncasecmp(name, "silent.", 7) == 0)
         goto out;
-    if (strncasecmp(name, "bogus.", 6) == 0 && !ldns_pkt_cd(q)) {
+    if ((strncasecmp(name, "bogus.", 6) == 0 && !ldns_pkt_cd(q)) || strncasecmp(name, "sf.", 3) == 0) {
         ldns_pkt_set_rcode(r, LDNS_RCODE_SERVFAIL);
     } else {
         bool exists = false, typed = false;
@@ -837,6 +1036,82 @@ static void test_async_paths(void **state)
     assert_non_null(strstr(o.json, "\"found\":[\"edge.hee.la\"]")); /* what CD revealed */
 }
 
+static bool has(const outcome_t *o, const char *part)
+{
+    if (strstr(o->json, part))
+        return true;
+    print_error("not in %s\n    %s\n", o->json, part);
+    return false;
+}
+
+/* CAA through CNAMEs, over one-hop answers: the hostname's chain, and a
+ * parent's (including the level that climbs on alone). */
+static void test_async_caa_aliases(void **state)
+{
+    /* (a) The target's CAA is the hostname's, though its parent allows. */
+    outcome_t o = run_one("alias.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"caa.other.test\",\"found\":[\"0 issue digicert.com\"]"));
+    /* ... and the other way round: the target allows, the parent would not. */
+    o = run_one("okalias.blocked.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"leok.other.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+    /* (b) No CAA at the target: the climb goes on at the hostname's parent
+     * (cust.test allows), not at the target's (blocked.test would not). */
+    o = run_one("noca.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"cust.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+    o = run_one("h.a.b.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"cust.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+    /* ... and a CNAME to the edge under a parent that forbids: blocked. */
+    o = run_one("www.blocked.test", PROBE_M_CNAME, NULL, "letsencrypt.org", 0);
+    assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"blocked.test\""));
+}
+
+/* (c, d) A climb that meets a looping chain, a failure, a timeout or a bogus
+ * answer stops there with an error: never "no CAA, allowed". */
+static void test_async_caa_errors(void **state)
+{
+    outcome_t o = run_one("w.lp.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_CNAME_LOOP);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"lp.cust.test\",\"found\":[],\"expected\":"
+                        "\"letsencrypt.org\",\"hint\":\"cname_loop\""));
+    o = run_one("www.loopy.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_CNAME_LOOP);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"loopy.test\""));
+
+    o = run_one("www.sf.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_SERVFAIL);
+    assert_true(has(&o, "\"verdict\":\"inconclusive\""));
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"sf.cust.test\",\"found\":[],\"expected\":"
+                        "\"letsencrypt.org\",\"hint\":\"servfail\",\"status\":\"SERVFAIL\"}"));
+    o = run_one("q.r.s.sf.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0); /* climbing level */
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_SERVFAIL);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"sf.cust.test\""));
+
+    o = run_one("www.silent.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 300);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_TIMEOUT);
+    assert_true(has(&o, "\"verdict\":\"inconclusive\""));
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"silent.cust.test\""));
+
+    o = run_one("www.bogus.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_false(o.verified);
+    assert_int_equal(o.hint, PROBE_HINT_DNSSEC_BOGUS);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"bogus.cust.test\""));
+
+    /* Without a CA identifier there is no CAA lookup to fail. */
+    o = run_one("www.sf.cust.test", PROBE_M_A, NULL, NULL, 0);
+    assert_true(o.verified);
+}
+
 static void test_async_deadline(void **state)
 {
     int64_t t0 = util_mono_ms();
@@ -896,6 +1171,9 @@ int main(void)
         cmocka_unit_test(test_cloudflare_proxy),
         cmocka_unit_test(test_partial),
         cmocka_unit_test(test_caa_blocks_issuer),
+        cmocka_unit_test(test_caa_at_cname_target),
+        cmocka_unit_test(test_caa_lookup_failed),
+        cmocka_unit_test(test_caa_chain_loops),
         cmocka_unit_test(test_stray_aaaa),
         cmocka_unit_test(test_dnssec_bogus),
         cmocka_unit_test(test_cname_loop),
@@ -911,6 +1189,8 @@ int main(void)
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_normalize_matches_ldns),
         cmocka_unit_test(test_async_paths),
+        cmocka_unit_test(test_async_caa_aliases),
+        cmocka_unit_test(test_async_caa_errors),
         cmocka_unit_test(test_async_deadline),
         cmocka_unit_test(test_async_queue_and_cancel),
     };
