@@ -302,6 +302,20 @@ static int queue_key_update(conn_t *c)
     return rawout_flush(c) < 0 ? -1 : 0;
 }
 
+/* Best effort: the alert a failed record calls for (RFC 8446 6.2), sealed
+ * under the current write key and sent now if the socket takes it at once
+ * and nothing else is queued before it; the connection closes either way. */
+static void rec_fail(conn_t *c)
+{
+    int desc = tlsrec_alert(c->rec);
+    uint8_t alert[2] = { 2, (uint8_t)desc }, out[2 + TLSREC_OVERHEAD];
+    if (desc < 0 || c->rawout.len != 0)
+        return;
+    long n = tlsrec_seal_alert(c->rec, alert, out);
+    if (n > 0 && send(c->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        return; /* closing anyway */
+}
+
 static long rec_read(conn_t *c)
 {
     edge_worker_t *w = c->w;
@@ -318,6 +332,8 @@ static long rec_read(conn_t *c)
             long n = tlsrec_open(c->rec, (const uint8_t *)iobuf_head(&c->raw), (size_t)rl,
                                  (uint8_t *)iobuf_tail(&c->in), &eof, &upd);
             iobuf_consume(&c->raw, (size_t)rl);
+            if (n < 0)
+                rec_fail(c);
             if (n < 0 || (upd && queue_key_update(c) != 0))
                 return -1;
             if (eof)

@@ -25,7 +25,28 @@ struct tlsrec {
     uint8_t rsecret[48], wsecret[48];
     uint8_t riv[IVLEN], wiv[IVLEN];
     uint64_t rseq, wseq;
+    /* RFC 8446 6: after a fatal error nothing more is opened or sealed but
+     * the one alert it calls for (alert: its description, ALERT_NONE when
+     * the peer's own alert ended it); after close_notify (6.1) received
+     * data is ignored, and after ours nothing more is sealed. */
+    uint8_t failed, alert, rclosed, wclosed;
+    /* Records in a row that carried no application data (empty ones,
+     * KeyUpdates): the caller keeps reading while tlsrec_open returns 0, so
+     * without a bound one client streaming them (cheap to send, a KeyUpdate
+     * costs us two HKDFs) holds its worker's thread. OpenSSL has the same
+     * bound (MAX_EMPTY_RECORDS, MAX_KEY_UPDATE_MESSAGES). */
+    uint8_t empty_run;
 };
+
+#define MAX_EMPTY_RUN 32
+
+#define ALERT_NONE 255
+#define AD_UNEXPECTED_MESSAGE 10
+#define AD_BAD_RECORD_MAC 20
+#define AD_RECORD_OVERFLOW 22
+#define AD_ILLEGAL_PARAMETER 47
+#define AD_DECODE_ERROR 50
+#define AD_INTERNAL_ERROR 80
 
 int tlsrec_algs_init(tlsrec_algs_t *a)
 {
@@ -215,6 +236,11 @@ tlsrec_t *tlsrec_takeover(const tlsrec_algs_t *a, SSL *ssl, tlsrec_watch_t *w)
 {
     if (w->bad || !w->clen || w->clen != w->slen || SSL_version(ssl) != TLS1_3_VERSION || SSL_has_pending(ssl))
         return NULL;
+    /* SSL_has_pending misses a record whose header OpenSSL has consumed
+     * (and counted) while its body has not arrived: the header would be
+     * lost. And a write OpenSSL still buffers would be lost too. */
+    if (strcmp(SSL_rstate_string(ssl), "RH") != 0 || SSL_want_write(ssl))
+        return NULL;
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     if (!c)
         return NULL;
@@ -274,59 +300,116 @@ long tlsrec_record_len(const uint8_t *buf, size_t len)
     return (long)(TLSREC_HEADER + n);
 }
 
-static int handshake_msgs(tlsrec_t *r, const uint8_t *m, size_t n, int *send_update)
+static long fail_with(tlsrec_t *r, uint8_t alert)
 {
-    while (n > 0) {
-        if (n < 5 || m[0] != SSL3_MT_KEY_UPDATE || m[1] || m[2] || m[3] != 1 || m[4] > 1)
-            return -1; /* only KeyUpdate is legal from a client after the handshake */
-        if (next_secret(r, r->rsecret) != 0 || install(r, r->rctx, r->rsecret, r->riv, 0) != 0)
-            return -1;
-        r->rseq = 0;
-        if (m[4] == 1)
-            *send_update = 1;
-        m += 5;
-        n -= 5;
-    }
+    r->failed = 1;
+    r->alert = alert;
+    return -1;
+}
+
+/* The alert a header tlsrec_record_len refuses calls for (RFC 8446 5.1, 5.2). */
+static uint8_t header_alert(const uint8_t *rec, size_t len)
+{
+    if (len < TLSREC_HEADER)
+        return AD_DECODE_ERROR;
+    if (rec[0] != SSL3_RT_APPLICATION_DATA)
+        return AD_UNEXPECTED_MESSAGE; /* incl. change_cipher_spec after the handshake */
+    if (((size_t)rec[3] << 8 | rec[4]) > TLSREC_MAX_PLAIN + 256)
+        return AD_RECORD_OVERFLOW;
+    return AD_DECODE_ERROR;
+}
+
+/* 0 or the alert to send. */
+static uint8_t handshake_msgs(tlsrec_t *r, const uint8_t *m, size_t n, int *send_update)
+{
+    /* Only KeyUpdate is legal from a client after the handshake (no
+     * post-handshake auth is ever requested), zero-length handshake
+     * fragments are forbidden (5.1), and a message split across records is
+     * refused: a KeyUpdate is 5 bytes. A key change must end its record
+     * (5.1), so the record holds exactly one KeyUpdate. */
+    if (n < 4 || m[0] != SSL3_MT_KEY_UPDATE)
+        return AD_UNEXPECTED_MESSAGE;
+    if (m[1] || m[2] || m[3] != 1)
+        return AD_DECODE_ERROR;
+    if (n != 5)
+        return AD_UNEXPECTED_MESSAGE;
+    if (m[4] > 1)
+        return AD_ILLEGAL_PARAMETER; /* 4.6.3 */
+    if (next_secret(r, r->rsecret) != 0 || install(r, r->rctx, r->rsecret, r->riv, 0) != 0)
+        return AD_INTERNAL_ERROR;
+    r->rseq = 0;
+    if (m[4] == 1)
+        *send_update = 1;
     return 0;
 }
 
 long tlsrec_open(tlsrec_t *r, const uint8_t *rec, size_t len, uint8_t *out, int *eof, int *send_update)
 {
-    size_t clen = len - TLSREC_HEADER;
     uint8_t iv[IVLEN];
     int ol = 0, fl = 0;
-    if (len < TLSREC_HEADER + TAG + 1 || r->rseq == UINT64_MAX)
+    if (r->failed)
         return -1;
+    if (r->rclosed) {
+        *eof = 1; /* 6.1: data after close_notify is ignored */
+        return 0;
+    }
+    /* len must be what the header says: never trust one over the other. */
+    if (len < TLSREC_HEADER || tlsrec_record_len(rec, len) != (long)len)
+        return fail_with(r, header_alert(rec, len));
+    if (r->rseq == UINT64_MAX)
+        return fail_with(r, AD_INTERNAL_ERROR); /* 5.3: never wrap */
+    size_t clen = len - TLSREC_HEADER;
     nonce(r->riv, r->rseq, iv);
     if (EVP_DecryptInit_ex2(r->rctx, NULL, NULL, iv, NULL) != 1 ||
         EVP_DecryptUpdate(r->rctx, NULL, &ol, rec, TLSREC_HEADER) != 1 ||
         EVP_DecryptUpdate(r->rctx, out, &ol, rec + TLSREC_HEADER, (int)(clen - TAG)) != 1 ||
         EVP_CIPHER_CTX_ctrl(r->rctx, EVP_CTRL_AEAD_SET_TAG, TAG, (void *)(rec + len - TAG)) != 1 ||
-        EVP_DecryptFinal_ex(r->rctx, out + ol, &fl) != 1)
-        return -1; /* bad_record_mac */
+        EVP_DecryptFinal_ex(r->rctx, out + ol, &fl) != 1) {
+        /* The cipher wrote unauthenticated plaintext before the tag check. */
+        OPENSSL_cleanse(out, clen - TAG);
+        return fail_with(r, AD_BAD_RECORD_MAC);
+    }
     r->rseq++;
     size_t n = (size_t)ol + (size_t)fl;
+    /* 5.4: the whole TLSInnerPlaintext, padding included, is at most
+     * 2^14 + 1 bytes. */
+    if (n > TLSREC_MAX_PLAIN + 1)
+        return fail_with(r, AD_RECORD_OVERFLOW);
     while (n > 0 && out[n - 1] == 0)
         n--; /* padding */
     if (n == 0)
-        return -1;
+        return fail_with(r, AD_UNEXPECTED_MESSAGE); /* 5.4: no content type */
     uint8_t type = out[--n];
-    if (n > TLSREC_MAX_PLAIN)
-        return -1;
+    uint8_t ad;
+    if ((type == TLSREC_APPDATA && n == 0) || type == TLSREC_HANDSHAKE) {
+        if (++r->empty_run > MAX_EMPTY_RUN)
+            return fail_with(r, AD_UNEXPECTED_MESSAGE);
+    } else {
+        r->empty_run = 0;
+    }
     switch (type) {
     case TLSREC_APPDATA:
         return (long)n;
     case TLSREC_ALERT:
-        if (n == 2 && out[1] == 0) { /* close_notify */
+        if (n != 2)
+            return fail_with(r, AD_DECODE_ERROR); /* one whole alert per record */
+        if (out[1] == 0) { /* close_notify */
+            r->rclosed = 1;
             *eof = 1;
             return 0;
         }
-        return -1;
+        return fail_with(r, ALERT_NONE); /* the peer's error: answer nothing */
     case TLSREC_HANDSHAKE:
-        return handshake_msgs(r, out, n, send_update) == 0 ? 0 : -1;
+        ad = handshake_msgs(r, out, n, send_update);
+        return ad ? fail_with(r, ad) : 0;
     default:
-        return -1;
+        return fail_with(r, AD_UNEXPECTED_MESSAGE);
     }
+}
+
+int tlsrec_alert(const tlsrec_t *r)
+{
+    return r->failed && r->alert != ALERT_NONE ? r->alert : -1;
 }
 
 static long seal_type(tlsrec_t *r, uint8_t type, const void *p, size_t n, uint8_t *out)
@@ -334,7 +417,7 @@ static long seal_type(tlsrec_t *r, uint8_t type, const void *p, size_t n, uint8_
     size_t clen = n + 1 + TAG;
     uint8_t iv[IVLEN];
     int ol = 0, t = 0;
-    if (n > TLSREC_MAX_PLAIN || r->wseq == UINT64_MAX)
+    if (n > TLSREC_MAX_PLAIN || r->wseq == UINT64_MAX || r->wclosed || (r->failed && type != TLSREC_ALERT))
         return -1;
     out[0] = TLSREC_APPDATA;
     out[1] = 3;
@@ -368,15 +451,24 @@ long tlsrec_seal(tlsrec_t *r, const void *p, size_t n, uint8_t *out)
 
 long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out)
 {
-    return seal_type(r, TLSREC_ALERT, alert, 2, out);
+    long n = seal_type(r, TLSREC_ALERT, alert, 2, out);
+    if (n > 0)
+        r->wclosed = 1; /* close_notify or fatal: the last thing we send */
+    return n;
 }
 
 long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out)
 {
     static const uint8_t ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
     long n = seal_type(r, TLSREC_HANDSHAKE, ku, sizeof(ku), out);
-    if (n < 0 || next_secret(r, r->wsecret) != 0 || install(r, r->wctx, r->wsecret, r->wiv, 1) != 0)
+    if (n < 0)
         return -1;
+    if (next_secret(r, r->wsecret) != 0 || install(r, r->wctx, r->wsecret, r->wiv, 1) != 0) {
+        /* The KeyUpdate is out but we have no key to follow it: not even
+         * an alert could be read by the peer. */
+        r->wclosed = 1;
+        return fail_with(r, AD_INTERNAL_ERROR);
+    }
     r->wseq = 0;
     return n;
 }

@@ -93,13 +93,24 @@ long tlsrec_record_len(const uint8_t *buf, size_t len);
  * *eof = 1 for close_notify. KeyUpdate is applied here; when the peer asks
  * for ours, *send_update is set and the caller must seal one with
  * tlsrec_seal_key_update before any more data. -1 on any failure (bad
- * MAC, other alerts, unexpected messages): close the connection. */
+ * MAC, other alerts, unexpected messages): close the connection. A failure
+ * is final: afterwards open and seal refuse everything but one alert.
+ * Records after close_notify are ignored (0 with *eof = 1 again). More
+ * than 32 records in a row without application data (empty ones,
+ * KeyUpdates) fail, so a loop reading while this returns 0 is bounded. */
 long tlsrec_open(tlsrec_t *r, const uint8_t *rec, size_t len, uint8_t *out, int *eof, int *send_update);
+/* After a failure: the description of the fatal alert it calls for (RFC
+ * 8446 6.2: bad_record_mac 20, record_overflow 22, unexpected_message 10,
+ * decode_error 50, illegal_parameter 47, internal_error 80), to seal with
+ * tlsrec_seal_alert ({2, desc}); -1 when nothing should be sent (no
+ * failure, or the peer's own alert ended the connection). */
+int tlsrec_alert(const tlsrec_t *r);
 
 /* Seals n (<= TLSREC_MAX_PLAIN) bytes of application data into out (room
  * for n + TLSREC_OVERHEAD). Returns the record length or -1. */
 long tlsrec_seal(tlsrec_t *r, const void *p, size_t n, uint8_t *out);
-/* Seals an alert (2 bytes: level, description). Record length or -1. */
+/* Seals an alert (2 bytes: level, description), the last record we send:
+ * sealing refuses everything after it. Record length or -1. */
 long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out);
 /* Seals our KeyUpdate (update_not_requested) and switches to the next
  * write key. Returns the record length or -1. */
