@@ -371,6 +371,9 @@ static long rec_write(conn_t *c, const void *p, size_t n)
     int f = rawout_flush(c);
     if (f <= 0)
         return f < 0 ? -1 : -2;
+    /* A tunnel that lives for days reaches the key's record limit. */
+    if (tlsrec_should_rekey(c->rec) && queue_key_update(c) != 0)
+        return -1;
     size_t k = n < IOBUF_RECORD ? n : IOBUF_RECORD;
     long room = iobuf_reserve(&c->rawout, &c->w->pool, k + TLSREC_OVERHEAD, IOBUF_BLOCK);
     if (room < (long)(k + TLSREC_OVERHEAD))

@@ -457,6 +457,11 @@ long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out)
     return n;
 }
 
+int tlsrec_should_rekey(const tlsrec_t *r)
+{
+    return r->wseq >= TLSREC_REKEY_AFTER;
+}
+
 long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out)
 {
     static const uint8_t ku[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };

@@ -116,4 +116,12 @@ long tlsrec_seal_alert(tlsrec_t *r, const uint8_t alert[2], uint8_t *out);
  * write key. Returns the record length or -1. */
 long tlsrec_seal_key_update(tlsrec_t *r, uint8_t *out);
 
+/* Records one write key seals before Hee replaces it: RFC 8446 5.5 puts
+ * AES-GCM's limit at 2^24.5 records per key; one limit for every suite
+ * keeps it simple (a KeyUpdate per 2^24 records costs nothing). */
+#define TLSREC_REKEY_AFTER (UINT64_C(1) << 24)
+/* 1 when the write key reached TLSREC_REKEY_AFTER records: seal a
+ * KeyUpdate (tlsrec_seal_key_update) before more data. */
+int tlsrec_should_rekey(const tlsrec_t *r);
+
 #endif

@@ -422,6 +422,20 @@ static void sequence_numbers_never_wrap(void **st)
     fx_down(f);
 }
 
+/* 5.5: the write key is replaced at TLSREC_REKEY_AFTER records, before
+ * AES-GCM's per-key limit; the peer follows onto the new key. */
+static void rekeys_before_the_limit(void **st)
+{
+    struct fx *f = fx_up(NULL, 0, TLSREC_REKEY_AFTER - 1);
+    assert_false(tlsrec_should_rekey(f->r));
+    long rl = tlsrec_seal(f->r, "a", 1, f->rec);
+    assert_true(rl > 0);
+    assert_true(tlsrec_should_rekey(f->r));
+    assert_true(tlsrec_seal_key_update(f->r, f->rec) > 0);
+    assert_false(tlsrec_should_rekey(f->r));
+    fx_down(f);
+}
+
 /* A record sealed under the given aad but sent with the real header. */
 static long seal_with_aad(struct fx *f, const uint8_t aad[5])
 {
@@ -911,6 +925,7 @@ int main(void)
         cmocka_unit_test(key_update_peer),
         cmocka_unit_test(key_update_openssl),
         cmocka_unit_test(sequence_numbers_never_wrap),
+        cmocka_unit_test(rekeys_before_the_limit),
         cmocka_unit_test(tampered_records),
         cmocka_unit_test(oversize_records),
         cmocka_unit_test(bad_inner_types),
