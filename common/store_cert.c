@@ -318,6 +318,21 @@ int store_cert_account_get(store_t *s, const char *directory_url, unsigned char 
     return rc;
 }
 
+int store_cert_account_kid(store_t *s, const char *directory_url, char **kid)
+{
+    *kid = NULL;
+    sqlite3_stmt *st = store_stmt(s, "SELECT kid FROM acme_accounts WHERE directory_url = ?");
+    if (!st)
+        return STORE_ERR;
+    store_bind_str(st, 1, directory_url);
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_ROW ? STORE_OK : step == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, "account.kid");
+    if (rc == STORE_OK && sqlite3_column_type(st, 0) != SQLITE_NULL && !(*kid = store_col_str(st, 0)))
+        rc = STORE_ERR;
+    sqlite3_reset(st);
+    return rc;
+}
+
 int store_cert_account_put(store_t *s, const char *directory_url, const void *key, size_t key_len, const char *kid,
                            const char *contact, int64_t now)
 {

@@ -99,6 +99,9 @@ int store_cert_domain_status(store_t *s, int64_t domain_id, const char *state, c
  * (may be NULL) are malloc'd. STORE_NOTFOUND when none. */
 int store_cert_account_get(store_t *s, const char *directory_url, unsigned char **key, size_t *key_len,
                            char **kid);
+/* *kid (malloc'd; NULL when the row has none) of directory_url's account,
+ * without reading its key. STORE_NOTFOUND when there is no account. */
+int store_cert_account_kid(store_t *s, const char *directory_url, char **kid);
 /* Inserts or replaces the account of directory_url. kid may be NULL. */
 int store_cert_account_put(store_t *s, const char *directory_url, const void *key, size_t key_len,
                            const char *kid, const char *contact, int64_t now);

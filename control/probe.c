@@ -521,18 +521,45 @@ static void caa_skip_wsp(caa_rd_t *r)
         (void)caa_get(r);
 }
 
+/* The RFC 8657 parameters Let's Encrypt evaluates, as spans of the raw
+ * value text (byte offsets; \DDD escapes still in). Tags compare exactly as
+ * Boulder's parameter map does ("AccountURI" is another, unknown parameter);
+ * a repeated one counts once, the last. */
+typedef struct {
+    size_t at, end;
+    bool set;
+} caa_span_t;
+
+typedef struct {
+    caa_span_t account, methods;
+} caa_params_t;
+
+/* True when the bytes of s[sp) are exactly want. */
+static bool caa_span_is(const char *s, caa_span_t sp, const char *want)
+{
+    caa_rd_t r = {.s = s, .i = sp.at};
+    size_t k = 0;
+    while (r.i < sp.end) {
+        int c = caa_get(&r);
+        if (!want[k] || c != (unsigned char)want[k])
+            return false;
+        k++;
+    }
+    return want[k] == '\0';
+}
+
 /* What follows "issuer-domain-name *WSP ;" *WSP (RFC 8659 4.2):
  *   [parameters *WSP], parameters = (parameter *WSP ";" *WSP parameters) / parameter
  *   parameter = tag *WSP "=" *WSP value
  *   tag = (ALPHA / DIGIT) *( *("-") (ALPHA / DIGIT)), value = *(%x21-3A / %x3C-7E)
- * Syntax only, as Let's Encrypt parses it (a malformed record authorises no
- * one): what a parameter asks for (RFC 8657 accounturi, validationmethods)
- * depends on the ACME account and challenge and is not judged here. */
-static bool caa_params_ok(caa_rd_t *r)
+ * A malformed record authorises no one (as Let's Encrypt parses it); the
+ * spans of accounturi and validationmethods go to p. */
+static bool caa_params_read(caa_rd_t *r, caa_params_t *p)
 {
     if (caa_peek(r) < 0)
         return true;
     for (;;) {
+        caa_span_t tag = {.at = r->i, .set = true};
         int c = caa_get(r), last = c;
         if (!caa_alnum(c))
             return false;
@@ -540,12 +567,19 @@ static bool caa_params_ok(caa_rd_t *r)
             last = caa_get(r);
         if (!caa_alnum(last))
             return false;
+        tag.end = r->i;
         caa_skip_wsp(r);
         if (caa_get(r) != '=')
             return false;
         caa_skip_wsp(r);
+        caa_span_t val = {.at = r->i, .set = true};
         while ((c = caa_peek(r)) >= 0x21 && c <= 0x7e && c != ';')
             (void)caa_get(r);
+        val.end = r->i;
+        if (caa_span_is(r->s, tag, "accounturi"))
+            p->account = val;
+        else if (caa_span_is(r->s, tag, "validationmethods"))
+            p->methods = val;
         caa_skip_wsp(r);
         c = caa_get(r);
         if (c < 0)
@@ -558,9 +592,10 @@ static bool caa_params_ok(caa_rd_t *r)
 
 /* issue-value = *WSP [issuer-domain-name *WSP] [";" *WSP [parameters *WSP]]
  * (RFC 8659 4.2). True when the value is well-formed and names ca, compared
- * ASCII case-insensitively as DNS names are. An empty issuer-domain-name
- * (";") names no one; so does a malformed value (4.2: treated as empty). */
-static bool caa_issue_names(const char *value, const char *ca)
+ * ASCII case-insensitively as DNS names are; p gets its parameters. An
+ * empty issuer-domain-name (";") names no one; so does a malformed value
+ * (4.2: treated as empty). */
+static bool caa_issue_names(const char *value, const char *ca, caa_params_t *p)
 {
     caa_rd_t r = {.s = value, .i = 0};
     size_t k = 0, len = 0;
@@ -584,7 +619,62 @@ static bool caa_issue_names(const char *value, const char *ca)
     if (c != ';')
         return false;
     caa_skip_wsp(&r);
-    return caa_params_ok(&r) && same;
+    return caa_params_read(&r, p) && same;
+}
+
+/* validationmethods = label *("," label), label = 1*(ALPHA / DIGIT / "-")
+ * (RFC 8657 4). Read left to right as Boulder does: a label that is not of
+ * that form spoils the record, unless our method came before it; unknown
+ * methods are skipped; names compare exactly (ACME types are lower case). */
+static bool caa_methods_have(const char *s, caa_span_t sp, const char *m, size_t mlen)
+{
+    caa_rd_t r = {.s = s, .i = sp.at};
+    for (;;) {
+        size_t k = 0, len = 0;
+        bool same = true;
+        int c;
+        while (r.i < sp.end && (c = caa_get(&r)) != ',') {
+            if (!caa_alnum(c) && c != '-')
+                return false;
+            same = same && k < mlen && c == (unsigned char)m[k];
+            k++;
+            len++;
+        }
+        if (len == 0)
+            return false;
+        if (same && k == mlen)
+            return true;
+        if (r.i >= sp.end)
+            return false;
+    }
+}
+
+/* The challenge type the ACME client answers: the first configured type
+ * the CA offers (acme_parse_authz takes types in preference order, one per
+ * authorisation, no second try), and Let's Encrypt offers every type Hee
+ * knows for a plain name, so the first configured one. */
+static const char *caa_first_challenge(const char *list, size_t *len)
+{
+    const char *sep = ", \t";
+    list = list ? list : PROBE_DEFAULT_CHALLENGES;
+    list += strspn(list, sep);
+    *len = strcspn(list, sep);
+    return list;
+}
+
+/* Why an issue record naming ca does not authorise this Hee, or PROBE_CAA_OK. */
+static probe_caa_why_t caa_params_allow(const char *val, const caa_params_t *p, const char *account,
+                                        const char *challenges)
+{
+    if (p->account.set && !account)
+        return PROBE_CAA_NO_ACCOUNT;
+    if (p->account.set && !caa_span_is(val, p->account, account))
+        return PROBE_CAA_OTHER_ACCOUNT;
+    size_t mlen;
+    const char *m = caa_first_challenge(challenges, &mlen);
+    if (p->methods.set && !caa_methods_have(val, p->methods, m, mlen))
+        return PROBE_CAA_OTHER_METHOD;
+    return PROBE_CAA_OK;
 }
 
 static bool caa_tag_is(const char *tag, size_t len, const char *name)
@@ -592,9 +682,11 @@ static bool caa_tag_is(const char *tag, size_t len, const char *name)
     return len == strlen(name) && util_ascii_ieq(tag, name, len);
 }
 
-bool probe_caa_allows(char *const *values, size_t n, const char *ca)
+probe_caa_why_t probe_caa_verdict(char *const *values, size_t n, const char *ca, const char *account,
+                                  const char *challenges)
 {
-    bool has_issue = false, allowed = false;
+    bool has_issue = false;
+    probe_caa_why_t why = PROBE_CAA_NOT_NAMED;
     for (size_t i = 0; i < n; i++) {
         const char *v = values[i];
         char *end = NULL;
@@ -608,8 +700,14 @@ bool probe_caa_allows(char *const *values, size_t n, const char *ca)
         const char *val = tag[tlen] ? tag + tlen + 1 : "";
         if (caa_tag_is(tag, tlen, "issue")) {
             has_issue = true;
-            if (ca && caa_issue_names(val, ca))
-                allowed = true;
+            caa_params_t p = {0};
+            if (!ca || !caa_issue_names(val, ca, &p))
+                continue;
+            probe_caa_why_t w = caa_params_allow(val, &p, account, challenges);
+            if (w == PROBE_CAA_OK)
+                why = PROBE_CAA_OK;
+            else if (why != PROBE_CAA_OK)
+                why = w; /* names ca: a closer reason than "not named" */
         } else if (caa_tag_is(tag, tlen, "issuewild") || caa_tag_is(tag, tlen, "iodef") ||
                    caa_tag_is(tag, tlen, "issuemail")) {
             continue; /* known; issuewild is for wildcard names, which Hee never asks for */
@@ -618,10 +716,15 @@ bool probe_caa_allows(char *const *values, size_t n, const char *ca)
              * The critical flag is the bit valued 128; Let's Encrypt also
              * takes the one valued 1 for it (many zones set that one), and
              * the probe foretells what the CA will do. */
-            return false;
+            return PROBE_CAA_CRITICAL;
         }
     }
-    return !has_issue || allowed;
+    return has_issue ? why : PROBE_CAA_OK;
+}
+
+bool probe_caa_allows(char *const *values, size_t n, const char *ca, const char *account, const char *challenges)
+{
+    return probe_caa_verdict(values, n, ca, account, challenges) == PROBE_CAA_OK;
 }
 
 /* ---- decision ---------------------------------------------------------------- */
@@ -727,7 +830,7 @@ static probe_hint_t hint_caa(const probe_request_t *req, const probe_facts_t *f)
         return e;
     if (f->loop)
         return PROBE_HINT_CNAME_LOOP;
-    if (!probe_caa_allows(f->values, f->nvalues, req->ca_identifier))
+    if (!probe_caa_allows(f->values, f->nvalues, req->ca_identifier, req->acme_account, req->acme_challenges))
         return PROBE_HINT_CAA_BLOCKS_ISSUER;
     return PROBE_HINT_OK;
 }
@@ -862,6 +965,31 @@ static int outcome_record(char **s, const probe_request_t *req, const probe_answ
     return asprintf(s, "%s points to %s instead of %s", h, points_to(req, ans, src), ev->target);
 }
 
+/* Names the RFC 8657 parameter that stands in the way when a record names
+ * the CA: otherwise the customer sees their CA listed and nothing to fix. */
+static int outcome_caa(char **s, const probe_request_t *req, const probe_record_t *src, const char *at)
+{
+    const char *ca = req->ca_identifier ? req->ca_identifier : "the CA";
+    bool caa = src && strcmp(src->type, "CAA") == 0;
+    probe_caa_why_t why = caa ? probe_caa_verdict(src->found, src->nfound, req->ca_identifier, req->acme_account,
+                                                  req->acme_challenges)
+                              : PROBE_CAA_NOT_NAMED;
+    size_t mlen;
+    const char *m = caa_first_challenge(req->acme_challenges, &mlen);
+    switch (why) {
+    case PROBE_CAA_NO_ACCOUNT:
+        return asprintf(s, "CAA records at %s allow %s to issue only for a given ACME account (accounturi), "
+                           "and this Hee has no account there yet", at, ca);
+    case PROBE_CAA_OTHER_ACCOUNT:
+        return asprintf(s, "CAA records at %s allow %s to issue only for another ACME account (accounturi)", at, ca);
+    case PROBE_CAA_OTHER_METHOD:
+        return asprintf(s, "CAA records at %s allow %s to issue only with validation methods other than %.*s", at,
+                        ca, (int)mlen, m);
+    default:
+        return asprintf(s, "CAA records at %s do not allow %s to issue", at, ca);
+    }
+}
+
 static char *outcome_text(const probe_request_t *req, const probe_answers_t *ans,
                           const probe_result_t *res, const eval_t *ev, const probe_record_t *src)
 {
@@ -898,8 +1026,7 @@ static char *outcome_text(const probe_request_t *req, const probe_answers_t *ans
         n = asprintf(&s, "only some of the records of %s point at the edge", h);
         break;
     case PROBE_HINT_CAA_BLOCKS_ISSUER:
-        n = asprintf(&s, "CAA records at %s do not allow %s to issue", at,
-                     req->ca_identifier ? req->ca_identifier : "the CA");
+        n = outcome_caa(&s, req, src, at);
         break;
     case PROBE_HINT_STRAY_AAAA:
         n = asprintf(&s, "%s has AAAA records that do not point at the edge", h);
@@ -1148,7 +1275,7 @@ struct probe {
     TAILQ_ENTRY(probe) link;
     probe_ctx_t *ctx;
     bool running, starting;
-    char *hostname, *target, *txt_value, *ca;
+    char *hostname, *target, *txt_value, *ca, *account, *challenges;
     char **edge;
     size_t nedge;
     probe_request_t req; /* points at the copies above */
@@ -1213,6 +1340,8 @@ static void probe_free(probe_t *p)
     free(p->target);
     free(p->txt_value);
     free(p->ca);
+    free(p->account);
+    free(p->challenges);
     free(p);
 }
 
@@ -1508,7 +1637,9 @@ static int probe_copy(probe_t *p, const probe_request_t *req)
         return -1;
     free(norm);
     if ((req->txt_value && !(p->txt_value = strdup(req->txt_value))) ||
-        (req->ca_identifier && !(p->ca = strdup(req->ca_identifier))))
+        (req->ca_identifier && !(p->ca = strdup(req->ca_identifier))) ||
+        (req->ca_identifier && req->acme_account && !(p->account = strdup(req->acme_account))) ||
+        (req->ca_identifier && req->acme_challenges && !(p->challenges = strdup(req->acme_challenges))))
         return -1;
     if (req->n_edge_addrs) {
         if (!req->edge_addrs || !(p->edge = calloc(req->n_edge_addrs, sizeof(char *))))
@@ -1528,6 +1659,8 @@ static int probe_copy(probe_t *p, const probe_request_t *req)
     p->req.txt_value = p->txt_value;
     p->req.methods = req->methods;
     p->req.ca_identifier = p->ca;
+    p->req.acme_account = p->account;
+    p->req.acme_challenges = p->challenges;
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #define PROBE_MAX_HOPS 8
 #define PROBE_DEFAULT_TARGET "edge.hee.la"
 #define PROBE_TXT_PREFIX "_customdomain-challenge."
+#define PROBE_DEFAULT_CHALLENGES "tls-alpn-01 http-01" /* the ACME client's default order */
 
 /* Accepted verification methods (bit set); also the method that succeeded. */
 typedef enum {
@@ -54,6 +55,13 @@ typedef struct {
     const char *ca_identifier; /* e.g. "letsencrypt.org"; NULL: no CAA lookup. A CAA
                                 * lookup that fails makes a matching probe
                                 * inconclusive, one that loops unverified. */
+    /* What RFC 8657 parameters of a CAA issue record are checked against:
+     * our ACME account URI (the kid) at that CA, NULL when there is none
+     * yet (then no accounturi record authorises us); the configured
+     * challenge types in preference order ("tls-alpn-01 http-01"), NULL:
+     * PROBE_DEFAULT_CHALLENGES. Copied by probe_run. */
+    const char *acme_account;
+    const char *acme_challenges;
 } probe_request_t;
 
 /* What one lookup found: the input of the pure decision. Names are lower
@@ -136,13 +144,27 @@ int probe_absorb(probe_facts_t *f, const char *qname, ldns_rr_type type, const c
 int probe_decide(const probe_request_t *req, const probe_answers_t *ans, probe_result_t *out);
 void probe_result_clear(probe_result_t *res);
 bool probe_is_cloudflare(const char *addr);
+typedef enum {
+    PROBE_CAA_OK = 0,
+    PROBE_CAA_NOT_NAMED,     /* issue records, none naming ca (or malformed) */
+    PROBE_CAA_CRITICAL,      /* an unknown property flagged critical */
+    PROBE_CAA_NO_ACCOUNT,    /* names ca with an accounturi; we have no account */
+    PROBE_CAA_OTHER_ACCOUNT, /* names ca with another accounturi */
+    PROBE_CAA_OTHER_METHOD,  /* names ca, validationmethods without our challenge */
+} probe_caa_why_t;
+
 /* CAA values as "flags tag value" (the value with \DDD escapes, '\' itself
- * escaped, as probe_absorb writes it); true when ca may issue for a plain
+ * escaped, as probe_absorb writes it); OK when ca may issue for a plain
  * (non-wildcard) name: no "issue" property, or one that is well-formed (RFC
- * 8659 4.2; parameters checked for syntax only) and names ca, compared
- * case-insensitively; and no unknown property flagged critical (flag bit 128,
- * or 1 as Let's Encrypt also reads it). */
-bool probe_caa_allows(char *const *values, size_t n, const char *ca);
+ * 8659 4.2) and names ca, compared case-insensitively, whose RFC 8657
+ * parameters, if any, admit us (accounturi equal to account; validationmethods
+ * listing the first of challenges, the type the ACME client answers, see
+ * probe_request_t), as Let's Encrypt reads them; and no unknown property
+ * flagged critical (flag bit 128, or 1 as Let's Encrypt also reads it).
+ * Otherwise why not: a record naming ca says more than one that does not. */
+probe_caa_why_t probe_caa_verdict(char *const *values, size_t n, const char *ca, const char *account,
+                                  const char *challenges);
+bool probe_caa_allows(char *const *values, size_t n, const char *ca, const char *account, const char *challenges);
 /* Lower-cases and strips the final dot; NULL when not a valid DNS name. */
 char *probe_normalize_name(const char *name);
 

@@ -40,6 +40,7 @@
 #include "common/hostname.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/store_cert.h"
 #include "common/util.h"
 #include "control/ctl.h"
 #include "control/dns.h"
@@ -117,6 +118,12 @@ struct verify {
     bool more, stopping;
     uint64_t rng;                /* xorshift state for schedule jitter (seeded once) */
     verify_stats_t st;
+    /* Our ACME account URI at the first [acme] directory, for CAA accounturi
+     * (probe_request_t): read at most once a second (VERIFY_TICK_MS), not
+     * per probe, since the issuer may create the account any time. NULL:
+     * none yet. */
+    char *acme_kid;
+    int64_t acme_kid_read_us; /* mono; 0: never read */
 };
 
 static int64_t mono_us(void)
@@ -583,6 +590,26 @@ static void on_probe(const probe_result_t *res, void *arg)
     job_done(j);
 }
 
+/* The kid of the first [acme] directory (the one an order tries first).
+ * A failed read keeps the last value: the probe stays as good as before. */
+static const char *acme_kid(struct verify *v, const config_t *cfg)
+{
+    int64_t now = mono_us();
+    if (v->acme_kid_read_us && now - v->acme_kid_read_us < (int64_t)VERIFY_TICK_MS * 1000)
+        return v->acme_kid;
+    v->acme_kid_read_us = now;
+    const char *sep = " \t,", *dir = cfg->acme_directory + strspn(cfg->acme_directory, sep);
+    size_t len = strcspn(dir, sep);
+    char *url = len ? strndup(dir, len) : NULL, *kid = NULL;
+    int rc = url ? store_cert_account_kid(v->c->store, url, &kid) : len ? STORE_ERR : STORE_NOTFOUND;
+    free(url);
+    if (rc == STORE_OK || rc == STORE_NOTFOUND) {
+        free(v->acme_kid);
+        v->acme_kid = kid;
+    }
+    return v->acme_kid;
+}
+
 /* Starts the probe of a job (or settles it at once when no DNS is needed).
  * 0, or -1 when nothing could start (the job is then freed). */
 static int job_start(struct verify *v, struct job *j, const store_verify_target_t *t)
@@ -633,6 +660,8 @@ static int job_start(struct verify *v, struct job *j, const store_verify_target_
         .txt_value = t->challenge[0] ? t->challenge : NULL,
         .methods = methods,
         .ca_identifier = cfg->acme_caa_identity[0] ? cfg->acme_caa_identity : NULL,
+        .acme_account = cfg->acme_caa_identity[0] ? acme_kid(v, cfg) : NULL,
+        .acme_challenges = cfg->acme_challenges,
     };
     if ((j->probe = probe_run(v->probes, &req, on_probe, j)))
         return 0;
@@ -1118,6 +1147,7 @@ void verify_free(struct verify *v)
     dns_resolver_free(v->resolver);
     free_addrs(v);
     free(v->res_spec);
+    free(v->acme_kid);
     free(v);
 }
 

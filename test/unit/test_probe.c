@@ -266,11 +266,49 @@ static void test_caa_blocks_issuer(void **state)
     x.req.ca_identifier = "letsencrypt.org";
     facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
     facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=dns-01");
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=tls-alpn-01");
     fx_decide(&x);
     assert_true(x.res.verified);
     assert_int_equal(rec(&x, "CAA")->hint, PROBE_HINT_OK);
     fx_free(&x);
+    /* Our CA, but only by a method Hee does not use (RFC 8657 4): blocks,
+     * and the outcome says which parameter. */
+    fx_init(&x, PROBE_M_CNAME);
+    x.req.ca_identifier = "letsencrypt.org";
+    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=dns-01");
+    fx_decide(&x);
+    assert_false(x.res.verified);
+    assert_int_equal(x.res.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    assert_string_equal(x.res.outcome, "CAA records at www.cust.test allow letsencrypt.org to issue only with "
+                                       "validation methods other than tls-alpn-01");
+    fx_free(&x);
+    /* accounturi: ours verifies; another, or none known yet, blocks. */
+    static const struct {
+        const char *account, *outcome;
+    } acct[] = {
+        {"https://acme-v02.api.letsencrypt.org/acme/acct/42", NULL},
+        {"https://acme-v02.api.letsencrypt.org/acme/acct/7",
+         "CAA records at www.cust.test allow letsencrypt.org to issue only for another ACME account (accounturi)"},
+        {NULL, "CAA records at www.cust.test allow letsencrypt.org to issue only for a given ACME account "
+               "(accounturi), and this Hee has no account there yet"},
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(acct); i++) {
+        fx_init(&x, PROBE_M_CNAME);
+        x.req.ca_identifier = "letsencrypt.org";
+        x.req.acme_account = acct[i].account;
+        x.req.acme_challenges = "http-01 tls-alpn-01";
+        facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+        facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+        facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL,
+              "0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/42");
+        fx_decide(&x);
+        assert_int_equal(x.res.verified, acct[i].outcome == NULL);
+        if (acct[i].outcome)
+            assert_string_equal(x.res.outcome, acct[i].outcome);
+        fx_free(&x);
+    }
 }
 
 /* A CAA set found at the end of the hostname's CNAME chain is the
@@ -512,39 +550,40 @@ static void test_json(void **state)
 static void test_caa_allows(void **state)
 {
     char *none[] = {NULL};
-    assert_true(probe_caa_allows(none, 0, "letsencrypt.org"));
+    assert_true(probe_caa_allows(none, 0, "letsencrypt.org", NULL, NULL));
     char *le[] = {"0 issue letsencrypt.org"};
-    assert_true(probe_caa_allows(le, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(le, 1, "letsencrypt.org", NULL, NULL));
     char *other[] = {"0 issue digicert.com", "0 issue  pki.goog ; x=y"};
-    assert_false(probe_caa_allows(other, 2, "letsencrypt.org"));
-    assert_true(probe_caa_allows(other, 2, "pki.goog"));
+    assert_false(probe_caa_allows(other, 2, "letsencrypt.org", NULL, NULL));
+    assert_true(probe_caa_allows(other, 2, "pki.goog", NULL, NULL));
     char *deny[] = {"0 issue ;"};
-    assert_false(probe_caa_allows(deny, 1, "letsencrypt.org"));
+    assert_false(probe_caa_allows(deny, 1, "letsencrypt.org", NULL, NULL));
     char *wild_only[] = {"0 issuewild digicert.com", "0 iodef mailto:a@b"};
-    assert_true(probe_caa_allows(wild_only, 2, "letsencrypt.org"));
+    assert_true(probe_caa_allows(wild_only, 2, "letsencrypt.org", NULL, NULL));
     char *critical[] = {"128 tbs unknown"};
-    assert_false(probe_caa_allows(critical, 1, "letsencrypt.org"));
+    assert_false(probe_caa_allows(critical, 1, "letsencrypt.org", NULL, NULL));
     char *noncritical[] = {"0 tbs unknown"};
-    assert_true(probe_caa_allows(noncritical, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(noncritical, 1, "letsencrypt.org", NULL, NULL));
     char *prefix[] = {"0 issue letsencrypt.org.evil"};
-    assert_false(probe_caa_allows(prefix, 1, "letsencrypt.org"));
+    assert_false(probe_caa_allows(prefix, 1, "letsencrypt.org", NULL, NULL));
     char *shorter[] = {"0 issue letsencrypt"};
-    assert_false(probe_caa_allows(shorter, 1, "letsencrypt.org"));
+    assert_false(probe_caa_allows(shorter, 1, "letsencrypt.org", NULL, NULL));
     /* Tags and issuer names compare case-insensitively. */
     char *upper[] = {"0 ISSUE LetsEncrypt.ORG"};
-    assert_true(probe_caa_allows(upper, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(upper, 1, "letsencrypt.org", NULL, NULL));
     /* Authorisations add up: an empty issuer next to ours still allows. */
     char *additive[] = {"0 issue ;", "0 issue letsencrypt.org"};
-    assert_true(probe_caa_allows(additive, 2, "letsencrypt.org"));
+    assert_true(probe_caa_allows(additive, 2, "letsencrypt.org", NULL, NULL));
     /* WSP is space or tab (tab arrives as \009), around the name and the
-     * parameters; parameters are checked for syntax, not evaluated. */
+     * parameters (RFC 8657 ones: test_caa_rfc8657). */
     char *tabs[] = {"0 issue \\009letsencrypt.org\\009 ;\\009accounturi = https://acme/acct/1 ; "
                     "validationmethods=http-01 "};
-    assert_true(probe_caa_allows(tabs, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(tabs, 1, "letsencrypt.org", "https://acme/acct/1", "http-01"));
+    assert_false(probe_caa_allows(tabs, 1, "letsencrypt.org", "https://acme/acct/1", NULL));
     char *bare_semi[] = {"0 issue letsencrypt.org;"};
-    assert_true(probe_caa_allows(bare_semi, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(bare_semi, 1, "letsencrypt.org", NULL, NULL));
     char *bslash[] = {"0 issue letsencrypt.org; a-b=x\\092y"};
-    assert_true(probe_caa_allows(bslash, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(bslash, 1, "letsencrypt.org", NULL, NULL));
     /* A malformed issue value counts as an empty issuer (RFC 8659 4.2). */
     static const char *const malformed[] = {
         "0 issue letsencrypt.org; garbage",        /* no "=" */
@@ -561,26 +600,110 @@ static void test_caa_allows(void **state)
     };
     for (size_t i = 0; i < UTIL_ARRAY_LEN(malformed); i++) {
         char *one[] = {(char *)malformed[i]};
-        if (probe_caa_allows(one, 1, "letsencrypt.org"))
+        if (probe_caa_allows(one, 1, "letsencrypt.org", NULL, NULL))
             fail_msg("allowed: %s", malformed[i]);
     }
     /* ... and a well-formed record next to it still allows. */
     char *mixed[] = {"0 issue letsencrypt.org; garbage", "0 issue letsencrypt.org; x=1"};
-    assert_true(probe_caa_allows(mixed, 2, "letsencrypt.org"));
+    assert_true(probe_caa_allows(mixed, 2, "letsencrypt.org", NULL, NULL));
     /* Critical: bit 128, and bit 1 as Let's Encrypt reads it; only unknown
      * tags block. issuemail (RFC 9495) is known. */
     char *crit1[] = {"0 issue letsencrypt.org", "1 tbs unknown"};
-    assert_false(probe_caa_allows(crit1, 2, "letsencrypt.org"));
+    assert_false(probe_caa_allows(crit1, 2, "letsencrypt.org", NULL, NULL));
     char *crit_other_bits[] = {"0 issue letsencrypt.org", "6 tbs unknown"};
-    assert_true(probe_caa_allows(crit_other_bits, 2, "letsencrypt.org"));
+    assert_true(probe_caa_allows(crit_other_bits, 2, "letsencrypt.org", NULL, NULL));
     char *crit_known[] = {"128 issuewild ;", "129 iodef mailto:a@b", "128 issuemail ;",
                           "0 issue letsencrypt.org"};
-    assert_true(probe_caa_allows(crit_known, 4, "letsencrypt.org"));
+    assert_true(probe_caa_allows(crit_known, 4, "letsencrypt.org", NULL, NULL));
     char *crit_mixed_case[] = {"128 IssueMail ;"};
-    assert_true(probe_caa_allows(crit_mixed_case, 1, "letsencrypt.org"));
+    assert_true(probe_caa_allows(crit_mixed_case, 1, "letsencrypt.org", NULL, NULL));
     /* Not a value probe_absorb writes: skipped. */
     char *junk[] = {"issue letsencrypt.org", "300 tbs x", "-1 tbs x"};
-    assert_true(probe_caa_allows(junk, 3, "letsencrypt.org"));
+    assert_true(probe_caa_allows(junk, 3, "letsencrypt.org", NULL, NULL));
+}
+
+/* RFC 8657 parameters of an issue record naming our CA, read as Let's
+ * Encrypt (Boulder va/caa.go) reads them. */
+static void test_caa_rfc8657(void **state)
+{
+    const char *me = "https://acme-v02.api.letsencrypt.org/acme/acct/42";
+    const char *le = "letsencrypt.org", *ours = "tls-alpn-01 http-01";
+#define ALLOWS(v, acct, ch) probe_caa_allows((char *[]){(char *)(v)}, 1, le, acct, ch)
+#define WHY(v, acct, ch) probe_caa_verdict((char *[]){(char *)(v)}, 1, le, acct, ch)
+    /* No parameters: unchanged, whatever our account and challenges. */
+    assert_true(ALLOWS("0 issue letsencrypt.org", NULL, ours));
+    assert_true(ALLOWS("0 issue letsencrypt.org; foo=bar", NULL, "http-01"));
+    /* accounturi: exact match of our kid only. */
+    assert_true(ALLOWS("0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/42",
+                       me, ours));
+    assert_int_equal(WHY("0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/420",
+                         me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    assert_int_equal(WHY("0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/4",
+                         me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    assert_int_equal(WHY("0 issue letsencrypt.org; accounturi=HTTPS://acme-v02.api.letsencrypt.org/acme/acct/42",
+                         me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    assert_int_equal(WHY("0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/42",
+                         NULL, ours), PROBE_CAA_NO_ACCOUNT);
+    assert_int_equal(WHY("0 issue letsencrypt.org; accounturi=", me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    /* validationmethods: the type the client answers is the first
+     * configured one (the CA offers them all). */
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01", NULL, ours));
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=dns-01,tls-alpn-01", NULL, ours));
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=http-01", NULL, "http-01,tls-alpn-01"));
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=http-01", NULL, " http-01"));
+    /* only another configured type: the client never answers with it */
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=http-01", NULL, ours), PROBE_CAA_OTHER_METHOD);
+    /* none of ours; NULL challenges is the client's default order */
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=dns-01", NULL, ours), PROBE_CAA_OTHER_METHOD);
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=http-01", NULL, NULL), PROBE_CAA_OTHER_METHOD);
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01", NULL, NULL));
+    /* method names compare exactly; not a prefix or a part */
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=TLS-ALPN-01", NULL, ours));
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-0", NULL, ours));
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-012", NULL, ours));
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=", NULL, ours));
+    /* a label not 1*(ALPHA / DIGIT / "-") spoils the list unless ours came first */
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=dns-01,,tls-alpn-01", NULL, ours));
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=dns_01,tls-alpn-01", NULL, ours));
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01,", NULL, ours));
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01,x_y", NULL, ours));
+    /* Both: each must admit us. */
+    const char *both = "0 issue letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/42;"
+                       " validationmethods=http-01,tls-alpn-01";
+    assert_true(ALLOWS(both, me, ours));
+    assert_int_equal(WHY(both, "https://other/acct/1", ours), PROBE_CAA_OTHER_ACCOUNT);
+    assert_int_equal(WHY(both, me, "dns-01 http-01"), PROBE_CAA_OTHER_METHOD);
+    /* WSP (space, tab as \009) around "=" and ";" per RFC 8659 4.2; none
+     * inside a value (malformed: names no one). */
+    assert_true(ALLOWS("0 issue  letsencrypt.org\\009;\\009accounturi\\009=\\009"
+                       "https://acme-v02.api.letsencrypt.org/acme/acct/42 ;validationmethods = tls-alpn-01 ",
+                       me, ours));
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=dns-01, tls-alpn-01", NULL, ours),
+                     PROBE_CAA_NOT_NAMED);
+    /* Parameter tags compare exactly, as Boulder's map does: an upper-case
+     * tag is another parameter, ignored. The issuer name and the property
+     * tag stay case-insensitive. */
+    assert_true(ALLOWS("0 ISSUE LetsEncrypt.org; AccountURI=https://x/1; ValidationMethods=dns-01", NULL, ours));
+    /* A repeated parameter: the last counts. */
+    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=dns-01; validationmethods=tls-alpn-01", NULL,
+                       ours));
+    assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01; validationmethods=dns-01", NULL,
+                        ours));
+    /* Records add up: one that admits us is enough; the reason reported is
+     * that of a record naming our CA over one that does not. */
+    char *two[] = {"0 issue letsencrypt.org; validationmethods=dns-01", "0 issue letsencrypt.org"};
+    assert_true(probe_caa_allows(two, 2, le, NULL, ours));
+    char *why2[] = {"0 issue digicert.com", "0 issue letsencrypt.org; accounturi=https://x/1"};
+    assert_int_equal(probe_caa_verdict(why2, 2, le, me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    char *why3[] = {"0 issue letsencrypt.org; accounturi=https://x/1", "0 issue digicert.com"};
+    assert_int_equal(probe_caa_verdict(why3, 2, le, me, ours), PROBE_CAA_OTHER_ACCOUNT);
+    /* Parameters of another CA's record do not matter to us. */
+    char *other[] = {"0 issue digicert.com; validationmethods=dns-01"};
+    assert_int_equal(probe_caa_verdict(other, 1, le, me, ours), PROBE_CAA_NOT_NAMED);
+    /* A backslash in a value arrives as \092: a byte of the value. */
+    assert_true(ALLOWS("0 issue letsencrypt.org; accounturi=https://x/a\\092b", "https://x/a\\b", ours));
+#undef ALLOWS
+#undef WHY
 }
 
 static void test_cloudflare_table(void **state)
@@ -726,7 +849,7 @@ static void test_absorb_values(void **state)
     assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_CAA, NULL, p, &next), 0);
     assert_int_equal(f.nvalues, 1);
     assert_string_equal(f.values[0], "0 issue \\009letsencrypt.org ;\\009a=x\\092y");
-    assert_true(probe_caa_allows(f.values, f.nvalues, "letsencrypt.org"));
+    assert_true(probe_caa_allows(f.values, f.nvalues, "letsencrypt.org", NULL, NULL));
     probe_facts_clear(&f);
     ldns_pkt_free(p);
     p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 4);
@@ -818,6 +941,9 @@ static const char *const fake_zone[] = {
     "q.r.s.sf.cust.test. A 192.0.2.10",
     "www.silent.cust.test. A 192.0.2.10",
     "www.bogus.cust.test. A 192.0.2.10",
+    /* RFC 8657 parameters */
+    "www.acct.test. A 192.0.2.10",
+    "acct.test. CAA 0 issue \"letsencrypt.org; accounturi=https://ca.test/acct/1; validationmethods=http-01\"",
 };
 
 typedef struct {
@@ -1071,6 +1197,41 @@ static void test_async_caa_aliases(void **state)
     assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"blocked.test\""));
 }
 
+/* The account URI and challenge list are the probe's own copies: the
+ * caller's strings may go once probe_run returns (ASan would see a use). */
+static void test_async_caa_params(void **state)
+{
+    static const struct {
+        const char *account, *challenges;
+        bool verified;
+    } cases[] = {
+        {"https://ca.test/acct/1", "http-01 tls-alpn-01", true},
+        {"https://ca.test/acct/2", "http-01 tls-alpn-01", false},
+        {NULL, "http-01", false},
+        {"https://ca.test/acct/1", NULL, false}, /* the default order answers tls-alpn-01 */
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
+        env_t e;
+        env_init(&e, 0, 0);
+        char *account = cases[i].account ? strdup(cases[i].account) : NULL;
+        char *challenges = cases[i].challenges ? strdup(cases[i].challenges) : NULL;
+        probe_request_t req = {.hostname = "www.acct.test", .edge_addrs = edge_addrs, .n_edge_addrs = 2,
+                               .methods = PROBE_M_A, .ca_identifier = "letsencrypt.org",
+                               .acme_account = account, .acme_challenges = challenges};
+        outcome_t o = {0};
+        assert_non_null(probe_run(e.ctx, &req, on_probe, &o));
+        free(account);
+        free(challenges);
+        env_wait(&e, &o, 1);
+        assert_int_equal(o.done, 1);
+        env_free(&e);
+        if (o.verified != cases[i].verified)
+            fail_msg("case %zu: verified %d", i, o.verified);
+        if (!cases[i].verified)
+            assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+    }
+}
+
 /* (c, d) A climb that meets a looping chain, a failure, a timeout or a bogus
  * answer stops there with an error: never "no CAA, allowed". */
 static void test_async_caa_errors(void **state)
@@ -1181,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_txt_wrong_value_and_priority),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_caa_allows),
+        cmocka_unit_test(test_caa_rfc8657),
         cmocka_unit_test(test_cloudflare_table),
         cmocka_unit_test(test_absorb_full_chain),
         cmocka_unit_test(test_absorb_step_by_step),
@@ -1191,6 +1353,7 @@ int main(void)
         cmocka_unit_test(test_async_paths),
         cmocka_unit_test(test_async_caa_aliases),
         cmocka_unit_test(test_async_caa_errors),
+        cmocka_unit_test(test_async_caa_params),
         cmocka_unit_test(test_async_deadline),
         cmocka_unit_test(test_async_queue_and_cancel),
     };
