@@ -285,8 +285,21 @@ def contention_api(ctx):
                              f"(wrk -t1 -c16)", 0),
             ("api_sweep_rps", f"6. … while a verification sweep of {n:,} pending domains runs", 0),
             ("api_sweep_ratio", "6. … ratio, during the sweep ÷ idle", 2),
-            ("api_sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0)]
+            ("api_sweep_probes_s", "6. … probes/s the sweep kept up meanwhile", 0),
+            ("api_reg_idle_s", f"6. API registrations/s ({CONTEND_REG_N:,}, 4 connections), background thread idle", 0),
+            ("api_reg_sweep_s", "6. … while the sweep runs (both threads write the store)", 0)]
     _guard(ctx, keys, lambda: _contention_api(ctx, keys, n, m))
+
+
+CONTEND_REG_N = 2_000
+
+
+def _register_rate(h, tag):
+    names = [f"g{i}.{tag}.test" for i in range(CONTEND_REG_N)]
+    secs, bad, err = add_domains_parallel(h.port_api, h.data_dir, names, parallel=4)
+    if bad:
+        raise Unavailable(f"registration under contention failed for {bad}: {err}")
+    return CONTEND_REG_N / secs
 
 
 def _resolve_wrk(ctx, tok, m, tag):
@@ -325,6 +338,7 @@ def _contention_api(ctx, keys, n, m):
             h.start(f"ca{run}i")
             try:
                 idle = _resolve_wrk(ctx, tok, m, f"ca{run}-idle")
+                reg_idle = _register_rate(h, f"ri{run}")
             finally:
                 h.stop()
             _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
@@ -334,11 +348,15 @@ def _contention_api(ctx, keys, n, m):
                 c0, t0 = _checks(h.data_dir), time.monotonic()
                 busy = _resolve_wrk(ctx, tok, m, f"ca{run}-sweep")
                 c1, t1 = _checks(h.data_dir), time.monotonic()
+                reg_sweep = _register_rate(h, f"rs{run}")
             finally:
                 h.stop()
                 shutil.rmtree(h.data_dir, ignore_errors=True)
             _contention_add(ctx, keys, run, idle, busy, (c1 - c0) / (t1 - t0), "the sweep", "probes",
                             what_rate="resolve")
+            ctx.results.add(keys[4][0], keys[4][1], "hee", reg_idle, 0)
+            ctx.results.add(keys[5][0], keys[5][1], "hee", reg_sweep, 0)
+            log(f"  run {run}: registrations {reg_idle:,.0f}/s idle, {reg_sweep:,.0f}/s during the sweep")
     finally:
         k.stop()
 
