@@ -265,7 +265,7 @@ static void start(struct fx *f)
     f->c.hooks = f->h;
 }
 
-static int64_t q64(struct fx *f, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int64_t q64(struct fx *f, const char *fmt, ...)
 {
     char sql[1024];
     va_list ap;

@@ -31,7 +31,7 @@ static void exec_sql(store_t *s, const char *sql)
         fail_msg("sql failed: %s: %s", sql, err);
 }
 
-static int64_t q64(store_t *s, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int64_t q64(store_t *s, const char *fmt, ...)
 {
     char sql[1024];
     va_list ap;
