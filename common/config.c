@@ -254,13 +254,28 @@ struct load_ctx {
     char key[128];
 };
 
+/* Settings that were renamed: the error names the new one. */
+static const struct {
+    const char *section, *old, *why;
+} renamed[] = {
+    { "server", "control_nice", "renamed to background_nice (it applies to probes and webhooks only)" },
+};
+
+static const char *unknown_why(const char *section, const char *key)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(renamed); i++)
+        if (strcmp(section, renamed[i].section) == 0 && strcmp(key, renamed[i].old) == 0)
+            return renamed[i].why;
+    return "unknown setting";
+}
+
 static int on_ini(void *user, const char *section, const char *key, const char *value)
 {
     struct load_ctx *lc = user;
     const struct crow *r = find_row(section, key);
     snprintf(lc->key, sizeof(lc->key), "[%s] %s", section, key);
     if (!r) {
-        lc->why = "unknown setting";
+        lc->why = unknown_why(section, key);
         return 0;
     }
     return set_value(lc->c, r, value, &lc->why) == 0;

@@ -78,6 +78,7 @@ static void test_errors_name_file_line_reason(void **state)
     expect_error("[verify]\npending_interval = 500ms\n", "whole seconds");
     expect_error("no section line\n", ":1:");
     expect_error("[nosuch]\nkey = 1\n", "[nosuch] key: unknown setting");
+    expect_error("[server]\ncontrol_nice = 10\n", "[server] control_nice: renamed to background_nice");
     expect_error("[edge]\nkey_type = dsa\n", "key_type");
     expect_error("[log]\nlevel = loud\n", "[log] level");
 }
