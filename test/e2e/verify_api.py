@@ -327,7 +327,9 @@ def probes_in_flight_at_shutdown():
     """Probes run on the background thread; the API waits for them on the
     control thread. A stop in between answers the waiting requests (503
     unavailable) and exits cleanly: no hang, no leak, no sanitizer report."""
-    h = Hee(conf=hee_verify_conf(DNS.addr, dns_timeout="3s"))
+    conf = hee_verify_conf(DNS.addr, dns_timeout="3s")
+    conf["log"] = {"level": "debug"}  # the background thread logs each call it takes
+    h = Hee(conf=conf)
     try:
         c = h.new_project("late")
         register(c, "www.slow.test")
@@ -343,7 +345,13 @@ def probes_in_flight_at_shutdown():
         ts = [threading.Thread(target=call, args=(k,)) for k in ("verify", "diagnose")]
         for t in ts:
             t.start()
-        time.sleep(0.5)  # both probes are waiting on the silent resolver
+        # Both calls are on the background thread (their probes then wait on
+        # the silent resolver for 3 s): stop only then, however slow the machine.
+        end = time.monotonic() + 20
+        while h.stderr_text().count("type=CALL ") < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        expect(h.stderr_text().count("type=CALL ") == 2, "the calls did not reach the background thread")
+        time.sleep(0.1)
         t0 = time.monotonic()
         h.stop()  # fails on a non-zero exit, a hang or a sanitizer report
         for t in ts:
