@@ -213,3 +213,10 @@ CREATE TABLE usage (
   count      INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (project_id, kind, period)
 );
+
+-- One row per ACME order started, kept for an hour, so that [acme]
+-- max_orders_per_hour holds across restarts (a crash loop cannot reset it).
+CREATE TABLE acme_orders (
+  started_at INTEGER NOT NULL
+);
+CREATE INDEX acme_orders_started ON acme_orders(started_at);

@@ -257,6 +257,45 @@ int store_cert_log_add(store_t *s, const char *registered_domain, const char *ho
     return step_done(s, st, "issuance_log.add");
 }
 
+int store_cert_orders_note(store_t *s, const int64_t *at, size_t n, int64_t before)
+{
+    if (store_begin(s) != STORE_OK)
+        return STORE_ERR;
+    sqlite3_stmt *del = store_stmt(s, "DELETE FROM acme_orders WHERE started_at < ?");
+    int rc = del ? STORE_OK : STORE_ERR;
+    if (rc == STORE_OK) {
+        sqlite3_bind_int64(del, 1, before);
+        rc = step_done(s, del, "acme_orders.prune");
+    }
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        sqlite3_stmt *ins = store_stmt(s, "INSERT INTO acme_orders (started_at) VALUES (?)");
+        if (!ins) {
+            rc = STORE_ERR;
+            break;
+        }
+        sqlite3_bind_int64(ins, 1, at[i]);
+        rc = step_done(s, ins, "acme_orders.add");
+    }
+    if (rc == STORE_OK && store_commit(s) == STORE_OK)
+        return STORE_OK;
+    store_rollback(s);
+    return STORE_ERR;
+}
+
+int store_cert_orders_since(store_t *s, int64_t since, void (*cb)(int64_t at, void *arg), void *arg)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT started_at FROM acme_orders WHERE started_at >= ?");
+    if (!st)
+        return STORE_ERR;
+    sqlite3_bind_int64(st, 1, since);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        cb(sqlite3_column_int64(st, 0), arg);
+    int rc = step == SQLITE_DONE ? STORE_OK : store_fail(s, "acme_orders.since");
+    sqlite3_reset(st);
+    return rc;
+}
+
 int store_cert_log_count(store_t *s, const char *registered_domain, int64_t since, int64_t *count, int64_t *oldest)
 {
     sqlite3_stmt *st = store_stmt(s, "SELECT COUNT(*), MIN(issued_at) FROM issuance_log"

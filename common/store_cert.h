@@ -86,6 +86,13 @@ int store_cert_log_add(store_t *s, const char *registered_domain, const char *ho
 int store_cert_log_count(store_t *s, const char *registered_domain, int64_t since, int64_t *count,
                          int64_t *oldest);
 
+/* ---- ACME order starts (the hourly cap) ---- */
+/* Records orders started at at[0..n) and forgets those before `before`, in
+ * one transaction of its own. */
+int store_cert_orders_note(store_t *s, const int64_t *at, size_t n, int64_t before);
+/* cb(started_at, arg) for every order started at or after since. */
+int store_cert_orders_since(store_t *s, int64_t since, void (*cb)(int64_t at, void *arg), void *arg);
+
 /* ---- domains: the issuer's columns ---- */
 
 /* Sets cert_status, cert_error (NULL clears) and, when state is non-NULL,

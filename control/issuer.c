@@ -76,6 +76,9 @@
 #define ARI_POLL_MS (6LL * 3600 * 1000)  /* RFC 9773: ask again this late at most without Retry-After */
 #define KEYPOOL_STOCK 4                 /* RSA keys kept ready (~0.5 s of generation each) */
 #define HOUR_BUCKETS 60                 /* orders started per minute, for the hourly cap */
+#define HOUR_MS (60 * 60000LL)
+#define ORDERS_SAVE_MS 1000             /* order starts reach the store in batches this often */
+#define ORDERS_UNSAVED_MAX 64
 #define FAR_FUTURE_MS ((int64_t)1 << 62)
 #define WEEK_MS ((int64_t)7 * 86400 * 1000)
 #define PROBLEM_LOCALCA "urn:hee:issuer:local-ca"
@@ -132,6 +135,12 @@ struct issuer {
     int64_t tick_at;     /* mono ms the tick is set for (0: not set) */
     int64_t hour_minute[HOUR_BUCKETS];
     unsigned hour_count[HOUR_BUCKETS];
+    /* Order starts not yet in the store: written in one transaction per
+     * ORDERS_SAVE_MS rather than one fsync per order of a burst. A crash
+     * forgets at most that second's; the cap is a guard, not a ledger. */
+    int64_t unsaved[ORDERS_UNSAVED_MAX];
+    unsigned nunsaved;
+    struct event *save_ev;
     int stopping;
 };
 
@@ -301,6 +310,40 @@ static void hour_note(struct issuer *iss, int64_t now_min)
         iss->hour_count[i] = 0;
     }
     iss->hour_count[i]++;
+}
+
+static void orders_save(struct issuer *iss)
+{
+    int64_t now = util_now_ms();
+    if (iss->nunsaved == 0)
+        return;
+    if (store_cert_orders_note(iss->c->store, iss->unsaved, iss->nunsaved, now - HOUR_MS) != STORE_OK)
+        log_warn("issuer.orders_save_failed", "orders=%u", iss->nunsaved); /* the memory count still holds */
+    iss->nunsaved = 0;
+}
+
+static void on_orders_save(evutil_socket_t fd, short what, void *arg)
+{
+    orders_save(arg);
+}
+
+/* An order started now: counted at once, stored within ORDERS_SAVE_MS. */
+static void order_started(struct issuer *iss)
+{
+    int64_t now = util_now_ms();
+    hour_note(iss, now / 60000);
+    if (iss->nunsaved == ORDERS_UNSAVED_MAX)
+        orders_save(iss);
+    iss->unsaved[iss->nunsaved++] = now;
+    struct timeval tv = { ORDERS_SAVE_MS / 1000, (ORDERS_SAVE_MS % 1000) * 1000 };
+    if (iss->save_ev && !evtimer_pending(iss->save_ev, NULL) && evtimer_add(iss->save_ev, &tv) != 0)
+        orders_save(iss);
+}
+
+/* At start: the orders of the last hour, as a previous run recorded them. */
+static void order_seen(int64_t at, void *arg)
+{
+    hour_note(arg, at / 60000);
 }
 
 /* ---- events ----------------------------------------------------------- */
@@ -672,7 +715,7 @@ static void launch_acme(struct job *j)
         return;
     }
     iss->running++;
-    hour_note(iss, util_now_ms() / 60000);
+    order_started(iss);
 }
 
 /* The next directory this job has not tried; -1 when none. */
@@ -1292,6 +1335,12 @@ struct issuer *issuer_new(struct control *c, char **err)
         *err = strdup("cannot create the key pool");
         goto fail;
     }
+    if (!(iss->save_ev = evtimer_new(c->base, on_orders_save, iss))) {
+        *err = strdup("cannot create the order timer");
+        goto fail;
+    }
+    if (store_cert_orders_since(c->store, util_now_ms() - HOUR_MS, order_seen, iss) != STORE_OK)
+        log_warn("issuer.orders_load_failed", "%s", "hourly cap counts this run's orders only");
     if (setup(iss, err) != 0)
         goto fail;
     schedule_tick(iss, TICK_START_MS);
@@ -1357,6 +1406,9 @@ void issuer_stop(struct issuer *iss)
             job_free(iss->jobs[b]);
     if (iss->tick)
         evtimer_del(iss->tick);
+    if (iss->save_ev)
+        evtimer_del(iss->save_ev);
+    orders_save(iss);
     ari_drop_all(iss);
     dirs_free(iss->dirs, &iss->ndirs);
 }
@@ -1368,6 +1420,8 @@ void issuer_free(struct issuer *iss)
     issuer_stop(iss);
     if (iss->tick)
         event_free(iss->tick);
+    if (iss->save_ev)
+        event_free(iss->save_ev);
     localca_free(iss->ca);
     keypool_free(iss->keys);
     keyseal_free(iss->seal);

@@ -162,6 +162,29 @@ def tlsalpn01_validated_against_edge():
 
 
 @test
+def hourly_cap_survives_restart():
+    """[acme] max_orders_per_hour counts the orders of the last hour across a
+    restart (they are stored), so a crash loop cannot reset it."""
+    h, p = daemon(lambda h: Pebble(always_valid=True, http_port=h.http_port, tls_port=h.tls_port),
+                  extra={"acme": {"backoff_base": "1s", "backoff_max": "4s", "max_orders_per_hour": "2"}})
+    try:
+        root = pebble_root(p)
+        names = ["cap%d.acme-shop.com" % i for i in range(3)]
+        add_verified(h, names, "shop")
+        for n in names[:2]:
+            r = handshake(h.tls_port, n, root)
+            expect(r["ok"], "%s: %s" % (n, r["error"]))
+        h.restart()  # SIGTERM; the order starts are in the store by then
+        expect(h.sql("SELECT COUNT(*) FROM acme_orders")[0][0] == 2, "order starts not stored")
+        r = handshake(h.tls_port, names[2], root, timeout=30)
+        expect(not r["ok"], "a third order within the hour after a restart")
+        expect("issuer.hourly_limit" in h.stderr_text(), "refused for another reason")
+        expect(metric(h, *STARTED) == 0, "an order started")
+    finally:
+        shutdown(h, p)
+
+
+@test
 def ca_down_backoff_then_recovery():
     h, p = daemon(lambda h: Pebble(always_valid=True, http_port=h.http_port, tls_port=h.tls_port))
     p2 = None
