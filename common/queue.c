@@ -101,7 +101,8 @@ int queue_push(queue_t *q, void *msg)
     q->tail = n;
     pthread_mutex_unlock(&q->lock);
     /* Only the push that makes the list non-empty needs to wake the loop.
-     * A failed write leaves msg queued: the next wake-up delivers it. */
+     * An eventfd write fails only with EAGAIN (counter full, so a wake-up is
+     * already pending); anything else would be a bug, logged. */
     if (was_empty) {
         uint64_t one = 1;
         if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)

@@ -3,7 +3,6 @@
  * nothing written) and GET …/checks (the stored probe history). The probes
  * run on the verifier (control/verify.h) on the background thread; these
  * handlers defer their reply until it answers through control/bridge.h. */
-#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -939,7 +939,6 @@ static void expired(struct issuer *iss, const store_cert_due_t *row)
     issuer_want(iss, row->hostname);
 }
 
-/* 1 when the batch should stop (renewal slots or the hourly budget are used). */
 /* ---- RFC 9773 renewal information ----------------------------------------
  * A due ACME certificate first asks its CA for the suggested window: the
  * CA may have moved it (mass revocation) or may want it left alone. The
@@ -1018,6 +1017,7 @@ out:
     return rc;
 }
 
+/* 1 when the batch should stop (renewal slots or the hourly budget are used). */
 static int renew_one(struct issuer *iss, const store_cert_due_t *row)
 {
     store_t *s = iss->c->store;

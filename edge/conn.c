@@ -312,8 +312,8 @@ static void rec_fail(conn_t *c)
     if (desc < 0 || c->rawout.len != 0)
         return;
     long n = tlsrec_seal_alert(c->rec, alert, out);
-    if (n > 0 && send(c->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        return; /* closing anyway */
+    if (n > 0) /* a failed send changes nothing: the connection closes */
+        (void)send(c->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static long rec_read(conn_t *c)

@@ -62,6 +62,16 @@ static void fx_init(fx_t *x, unsigned methods)
     x->req.methods = methods;
 }
 
+/* A CNAME-method probe that checks CAA for letsencrypt.org, whose A and
+ * AAAA lookups followed chain (NULL: found nothing). */
+static void fx_caa(fx_t *x, const char *chain)
+{
+    fx_init(x, PROBE_M_CNAME);
+    x->req.ca_identifier = "letsencrypt.org";
+    facts(&x->ans.a, "www.cust.test", DNS_OK, chain, NULL);
+    facts(&x->ans.aaaa, "www.cust.test", DNS_OK, chain, NULL);
+}
+
 static void fx_decide(fx_t *x)
 {
     assert_int_equal(probe_decide(&x->req, &x->ans, &x->res), 0);
@@ -247,10 +257,7 @@ static void test_partial(void **state)
 static void test_caa_blocks_issuer(void **state)
 {
     fx_t x;
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_caa(&x, "edge.hee.la");
     facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue digicert.com|0 iodef mailto:x@y");
     free(x.ans.caa.owner);
     x.ans.caa.owner = strdup("cust.test");
@@ -262,10 +269,7 @@ static void test_caa_blocks_issuer(void **state)
     assert_string_equal(x.res.outcome, "CAA records at cust.test do not allow letsencrypt.org to issue");
     fx_free(&x);
     /* Allowed issuer: verified, CAA row ok. */
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_caa(&x, "edge.hee.la");
     facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=tls-alpn-01");
     fx_decide(&x);
     assert_true(x.res.verified);
@@ -273,10 +277,7 @@ static void test_caa_blocks_issuer(void **state)
     fx_free(&x);
     /* Our CA, but only by a method Hee does not use (RFC 8657 4): blocks,
      * and the outcome says which parameter. */
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_caa(&x, "edge.hee.la");
     facts(&x.ans.caa, "www.cust.test", DNS_OK, NULL, "0 issue LetsEncrypt.org; validationmethods=dns-01");
     fx_decide(&x);
     assert_false(x.res.verified);
@@ -316,10 +317,7 @@ static void test_caa_blocks_issuer(void **state)
 static void test_caa_at_cname_target(void **state)
 {
     fx_t x;
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_caa(&x, "edge.hee.la");
     facts(&x.ans.caa, "www.cust.test", DNS_OK, "edge.hee.la", "0 issue digicert.com");
     x.ans.caa.owner = strdup("edge.hee.la");
     fx_decide(&x);
@@ -350,10 +348,7 @@ static void test_caa_lookup_failed(void **state)
     };
     for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
         fx_t x;
-        fx_init(&x, PROBE_M_CNAME);
-        x.req.ca_identifier = "letsencrypt.org";
-        facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-        facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+        fx_caa(&x, "edge.hee.la");
         /* The hostname had no CAA; its parent's lookup failed (no owner). */
         facts(&x.ans.caa, "cust.test", cases[i].st, NULL, NULL);
         fx_decide(&x);
@@ -371,10 +366,7 @@ static void test_caa_lookup_failed(void **state)
     }
     /* Nothing matched anyway: the CNAME is the thing to fix, not the CAA. */
     fx_t x;
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, NULL, NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, NULL, NULL);
+    fx_caa(&x, NULL);
     facts(&x.ans.caa, "cust.test", DNS_ERR_TIMEOUT, NULL, NULL);
     fx_decide(&x);
     assert_int_equal(x.res.hint, PROBE_HINT_MISSING);
@@ -382,10 +374,7 @@ static void test_caa_lookup_failed(void **state)
     assert_int_equal(rec(&x, "CAA")->hint, PROBE_HINT_TIMEOUT);
     fx_free(&x);
     /* A validator rejects the CAA answers (they came only with CD). */
-    fx_init(&x, PROBE_M_CNAME);
-    x.req.ca_identifier = "letsencrypt.org";
-    facts(&x.ans.a, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
-    facts(&x.ans.aaaa, "www.cust.test", DNS_OK, "edge.hee.la", NULL);
+    fx_caa(&x, "edge.hee.la");
     facts(&x.ans.caa, "cust.test", DNS_ERR_SERVFAIL, NULL, "0 issue letsencrypt.org");
     x.ans.caa.cd_answered = true;
     fx_decide(&x);
