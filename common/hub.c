@@ -15,14 +15,32 @@ msg_t *hub_msg(enum msg_type type, const char *host)
     return m;
 }
 
-int hub_to_control(hub_t *h, msg_t *msg)
+int hub_push(queue_t *q, msg_t *msg)
 {
-    queue_t *q = msg->type == MSG_PROBE_WANTED && h->to_bg ? h->to_bg : h->to_control;
     if (!q || queue_push(q, msg) != 0) {
         msg_free(msg);
         return -1;
     }
     return 0;
+}
+
+int hub_send(queue_t *q, enum msg_type type, const char *host, void *ptr)
+{
+    msg_t *m = hub_msg(type, host);
+    if (!m)
+        return -1;
+    m->ptr = ptr;
+    return hub_push(q, m);
+}
+
+int hub_to_control(hub_t *h, msg_t *msg)
+{
+    return hub_push(h->to_control, msg);
+}
+
+int hub_to_bg(hub_t *h, msg_t *msg)
+{
+    return hub_push(h->to_bg, msg);
 }
 
 int hub_broadcast(hub_t *h, const msg_t *msg)
@@ -37,7 +55,7 @@ int hub_broadcast(hub_t *h, const msg_t *msg)
             continue;
         }
         memcpy(copy, msg, sizeof(*copy));
-        if (queue_push(h->to_worker[i], copy) != 0)
+        if (hub_push(h->to_worker[i], copy) != 0)
             rc = -1;
     }
     return rc;

@@ -9,6 +9,8 @@
 #ifndef HEE_HUB_H
 #define HEE_HUB_H
 
+#include <stdatomic.h>
+
 #include "common/challenge.h"
 #include "common/config.h"
 #include "common/metrics.h"
@@ -23,15 +25,21 @@ typedef struct hub {
     challenge_table_t *challenges;
     tickets_t *tickets;          /* TLS session ticket keys, rotated by control */
     queue_t *to_control;         /* edge → control (set once the control loop exists) */
-    queue_t *to_bg;              /* → background thread (probes, webhooks); NULL = to_control */
+    queue_t *to_bg;              /* → background thread (probes, webhooks) */
+    atomic_uint_least64_t store_commits; /* commits on the control-side read-write handles (store_count_commits) */
     queue_t **to_worker;         /* control → worker i (set as each worker starts) */
     int n_workers;
 } hub_t;
 
-/* Sends msg to the control thread — or, for MSG_PROBE_WANTED, to the
- * background thread that runs the probes; takes ownership of msg in every
- * case. */
+/* Queues msg on q; takes ownership of msg in every case (freed when it
+ * cannot be queued). -1 then. */
+int hub_push(queue_t *q, msg_t *msg);
+/* hub_msg(type, host) with ptr, then hub_push. */
+int hub_send(queue_t *q, enum msg_type type, const char *host, void *ptr);
+/* hub_push to the control thread (issuance) / the background thread
+ * (probes, webhooks). */
 int hub_to_control(hub_t *h, msg_t *msg);
+int hub_to_bg(hub_t *h, msg_t *msg);
 /* Sends a copy of msg to every worker; the caller keeps msg. */
 int hub_broadcast(hub_t *h, const msg_t *msg);
 /* Allocates a zeroed message of type with host copied (may be NULL). */

@@ -1,6 +1,7 @@
 #include "common/store.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,10 @@ extern const char store_schema_sql[];
 /* Migrations: entry i upgrades a database from user_version i+1 to i+2.
  * Version 1 is schema.sql as first released; every later change appends
  * here and, in the same commit, to schema.sql (so a new file and a migrated
- * file end up identical). test/unit/data/schema/vN.sql keeps each released
- * schema; test/unit/test_store.c migrates every one of them and compares the
- * result with a new file, so add the snapshot when you add a migration. */
+ * file end up identical). test/unit/data/schema/vN.sql keeps each earlier
+ * schema (the newest is schema.sql itself); test/unit/test_store.c migrates
+ * every one of them and compares the result with a new file, so before you
+ * add a migration, copy schema.sql to the snapshot of the version it leaves. */
 static const char *const migrations[] = {
     /* v1 → v2: ACME order starts (the hourly cap survives a restart); the
      * text is schema.sql's, so both ways give the same sqlite_master. */
@@ -32,6 +34,7 @@ static const char *const migrations[] = {
 
 struct store {
     sqlite3 *db;
+    atomic_uint_least64_t *commits; /* shared with the process's other read-write handles; NULL: not counted */
     enum store_mode mode;
     int in_tx;
     unsigned nstmts;
@@ -346,15 +349,40 @@ struct store_pin {
     store_t *rw;
     store_t *ro;
     int held;
+    uint64_t seen;               /* rw->commits when the pin was taken */
 };
 
-/* SQLite's wal hook on the read-write handle, after each commit: drop the
- * pin, then checkpoint as SQLite's default hook does. */
-static int pin_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+/* A wal hook replaces SQLite's automatic checkpoint: do what it did. */
+static void autocheckpoint(sqlite3 *db, const char *name, int frames)
 {
-    store_pin_release(arg);
     if (frames >= PIN_AUTOCHECKPOINT)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
+static int count_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    store_t *s = arg;
+    atomic_fetch_add(s->commits, 1);
+    autocheckpoint(db, name, frames);
+    return SQLITE_OK;
+}
+
+void store_count_commits(store_t *s, atomic_uint_least64_t *counter)
+{
+    s->commits = counter;
+    sqlite3_wal_hook(s->db, count_on_commit, s);
+}
+
+/* SQLite's wal hook on the pin's read-write handle, after each commit: count
+ * it, drop the pin (so the next lookup sees it and the checkpoint can pass),
+ * then checkpoint as SQLite's default hook does. */
+static int pin_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    store_pin_t *p = arg;
+    if (p->rw->commits)
+        atomic_fetch_add(p->rw->commits, 1);
+    store_pin_release(p);
+    autocheckpoint(db, name, frames);
     return SQLITE_OK;
 }
 
@@ -378,6 +406,9 @@ void store_pin_hold(store_pin_t *p)
 {
     if (!p || p->held)
         return;
+    /* Counted before the snapshot: a commit in between only makes the pin
+     * look stale one lookup early. */
+    p->seen = p->rw->commits ? atomic_load(p->rw->commits) : 0;
     /* BEGIN defers the read transaction to the first read; the schema
      * cookie is the cheapest read there is (page 1, already cached). */
     sqlite3_stmt *b = store_stmt(p->ro, "BEGIN");
@@ -410,7 +441,7 @@ void store_pin_release(store_pin_t *p)
 
 int store_pin_held(const store_pin_t *p)
 {
-    return p && p->held;
+    return p && p->held && (!p->rw->commits || atomic_load(p->rw->commits) == p->seen);
 }
 
 store_t *store_pin_store(store_pin_t *p)
@@ -423,7 +454,10 @@ void store_pin_free(store_pin_t *p)
     if (!p)
         return;
     store_pin_release(p);
-    sqlite3_wal_autocheckpoint(store_db(p->rw), PIN_AUTOCHECKPOINT); /* SQLite's own hook again */
+    if (p->rw->commits) /* the counting hook again, or SQLite's own */
+        sqlite3_wal_hook(store_db(p->rw), count_on_commit, p->rw);
+    else
+        sqlite3_wal_autocheckpoint(store_db(p->rw), PIN_AUTOCHECKPOINT);
     store_close(p->ro);
     free(p);
 }

@@ -14,6 +14,7 @@
 #define HEE_STORE_H
 
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,12 +74,20 @@ store_pin_t *store_pin_new(store_t *s, const char *path, char **err);
 /* Takes the pin if it is not held; best effort (a failure costs only speed). */
 void store_pin_hold(store_pin_t *p);
 void store_pin_release(store_pin_t *p);
+/* 1 while the pin is held and no counted commit (store_count_commits) has
+ * happened since it was taken: a stale pin must be released and taken again. */
 int store_pin_held(const store_pin_t *p);
+/* Counts this read-write handle's commits in counter, which the process's
+ * other read-write handles share, so that a read-lock pin on any of them
+ * knows when another thread's commit made it stale (store_pin_held). Call
+ * it before store_pin_new on s (both install SQLite's wal hook). */
+void store_count_commits(store_t *s, atomic_uint_least64_t *counter);
 /* The pin's read-only handle (owned by the pin). While the pin is held, a
  * statement on it runs inside the pin's open read transaction — no lock,
  * no file check, no transaction of its own — and sees the store as of when
- * the pin was taken: every commit on s (which releases the pin), and
- * another process's commits up to the pin's age. */
+ * the pin was taken: every commit on s (which releases the pin) and on the
+ * handles counting commits with it (which make it stale), and another
+ * process's commits up to the pin's age. */
 store_t *store_pin_store(store_pin_t *p);
 void store_pin_free(store_pin_t *p);
 

@@ -170,9 +170,10 @@ void api_reply_header(api_req_t *r, const char *name, const char *value)
 static void finish(api_req_t *r, int status, const char *content_type, const void *data, size_t len)
 {
     struct control *c = r->c;
-    if (status >= 400)
+    if (!r->_uncounted && status >= 400)
         metrics_inc(c->hub->metrics, M_API_ERRORS);
-    metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
+    if (!r->_uncounted)
+        metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
     api_http_reply(r->hreq, status, http1_reason(status), http_date(r->api), content_type, r->_hdrs, r->_hdrs_len,
                    data, len, r->_close);
     r->_done = 1;
@@ -799,23 +800,26 @@ static void on_request(api_http_req_t *hr, void *arg)
     api_t *a = arg;
     api_req_t *r = calloc(1, sizeof(*r));
     if (!r) {
-        api_http_reply(hr, 500, "Internal Server Error", http_date(a), NULL, NULL, 0, NULL, 0, 1);
+        api_http_reply(hr, 500, http1_reason(500), http_date(a), NULL, NULL, 0, NULL, 0, 1);
         return;
     }
     r->api = a;
     r->c = a->c;
     r->hreq = hr;
     r->_start_us = mono_us();
-    metrics_inc(a->c->hub->metrics, M_API_REQUESTS);
     if (hr->bad_status) {
+        metrics_inc(a->c->hub->metrics, M_API_REQUESTS);
         reply_unreadable(r, hr->bad_status, hr->bad_why);
         goto out;
     }
     r->path = hr->path;
     int is_options;
     r->method = req_method(hr, &is_options);
+    r->_uncounted = 1;
     if (fixed_path(r))
         goto out;
+    r->_uncounted = 0;
+    metrics_inc(a->c->hub->metrics, M_API_REQUESTS);
     const char *seg[MAX_SEGS];
     size_t len[MAX_SEGS];
     unsigned allow = 0;
@@ -1112,12 +1116,6 @@ void api_quiesce(api_t *a)
     api_http_detach(a->http); /* control frees the listener next */
 }
 
-void api_store_changed(api_t *a)
-{
-    if (a)
-        api_resolve_quiesce(a->resolve);
-}
-
 struct control *api_control(api_t *a)
 {
     return a->c;
@@ -1132,6 +1130,21 @@ const char *api_openapi(api_t *a, size_t *len)
     (void)a;
     *len = api_openapi_yaml_len;
     return api_openapi_yaml;
+}
+
+/* Bodies a little over [api] max_body are read and answered with a JSON
+ * 413 (the limit is checked per request, so a reload can raise it within
+ * the margin); far larger ones are refused unread. */
+static size_t read_limit(const config_t *cf)
+{
+    int64_t lim = (int64_t)cf->api_max_body * 4;
+    return (size_t)(lim < 1048576 ? 1048576 : lim);
+}
+
+void api_reload(api_t *a)
+{
+    if (a)
+        api_http_set_max_body(a->http, read_limit(a->c->cfg));
 }
 
 api_t *api_new(struct control *c, char **err)
@@ -1158,11 +1171,7 @@ api_t *api_new(struct control *c, char **err)
         goto oom;
     struct timeval tv = { FLUSH_MS / 1000, (FLUSH_MS % 1000) * 1000 };
     event_add(a->flush_ev, &tv);
-    /* Bodies a little over the limit are read, so that the limit can be
-     * raised by a reload; larger ones are refused unread. Both are JSON. */
-    int64_t lim = (int64_t)c->cfg->api_max_body * 4;
-    if (!(a->http = api_http_new(c->listener, (size_t)(lim < 1048576 ? 1048576 : lim), c->cfg->api_max_conns,
-                                 on_request, a)))
+    if (!(a->http = api_http_new(c->listener, read_limit(c->cfg), c->cfg->api_max_conns, on_request, a)))
         goto oom;
     return a;
 oom:

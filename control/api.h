@@ -71,6 +71,7 @@ struct api_req {
     char _ref[32];
     int64_t _start_us;
     int _close;                  /* close the connection after the reply */
+    int _uncounted;              /* /healthz, /readyz, /metrics: not API traffic */
     size_t _hdrs_len;
     char _hdrs[384];             /* extra reply header lines (api_reply_header) */
 };
@@ -87,10 +88,8 @@ void api_flush(api_t *a);
  * of the listener, which the control thread frees next. Requests on open
  * connections work as before. */
 void api_quiesce(api_t *a);
-/* Another thread of this process committed a change (the background
- * thread's verification): lets go of resolve's read-lock pin so the next
- * lookup sees it, as a commit on the API's own handle would. */
-void api_store_changed(api_t *a);
+/* Picks up a reloaded configuration (c->cfg): the body read limit. */
+void api_reload(api_t *a);
 
 /* Adds a route. pattern: literal segments and {name} captures, e.g.
  * "/v1/edge/domains/{hostname}/verify". methods: API_GET|API_POST…;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define IN_START 4096
 #define OUT_START 4096
@@ -484,12 +485,10 @@ api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, int m
     return h;
 }
 
-void api_http_set_max_conns(api_http_t *h, int max_conns)
+void api_http_set_max_body(api_http_t *h, size_t max_body)
 {
-    if (!h)
-        return;
-    h->max_conns = max_conns;
-    admit(h);
+    if (h)
+        h->max_body = max_body;
 }
 
 void api_http_detach(api_http_t *h)
@@ -516,7 +515,7 @@ const char *api_http_header(const api_http_req_t *r, const char *name, size_t *l
     size_t nl = strlen(name);
     for (unsigned i = 0; hd && i < hd->n_headers; i++) {
         const struct http1_header *x = &hd->headers[i];
-        if (x->name.len == nl && strncasecmp(x->name.p, name, nl) == 0) {
+        if (x->name.len == nl && util_ascii_ieq(x->name.p, name, nl)) {
             *len = x->value.len;
             return x->value.p;
         }

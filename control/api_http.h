@@ -47,8 +47,8 @@ typedef void (*api_http_dispatch)(api_http_req_t *req, void *arg);
  * until one closes. NULL on failure. */
 api_http_t *api_http_new(struct evconnlistener *listener, size_t max_body, int max_conns, api_http_dispatch fn,
                          void *arg);
-/* Applies a new max_conns (a reload). */
-void api_http_set_max_conns(api_http_t *h, int max_conns);
+/* A reload's new body limit (bodies over it are refused unread). */
+void api_http_set_max_body(api_http_t *h, size_t max_body);
 /* The listener is about to be freed (shutdown): never touch it again. */
 void api_http_detach(api_http_t *h);
 void api_http_free(api_http_t *h);

@@ -6,10 +6,12 @@
  * already open: a read-lock pin (store.h) — a read-only connection
  * holding a read transaction — is taken by the first lookup, and lookups
  * run on that connection, so each one takes no lock, checks no file and
- * starts no transaction of its own (mmap'd reads on both handles). The pin
- * is dropped by every commit on the read-write handle (SQLite's wal hook,
- * before the automatic checkpoint it would hold back), so the next lookup
- * pins again and sees this process's writes at once; it is renewed once it
+ * starts no transaction of its own (mmap'd reads on the pin's handle). The
+ * pin is dropped by every commit on the control thread's read-write handle
+ * (SQLite's wal hook, before the automatic checkpoint it would hold back)
+ * and goes stale with every commit on the background thread's (a shared
+ * commit count, store_count_commits), so the next lookup pins again and
+ * sees this process's writes at once; it is renewed once it
  * is PIN_MS old, so another process's commits (the admin CLI) show within
  * PIN_MS; and it is released by a timer when lookups stop and by
  * api_resolve_quiesce before shutdown's checkpoint. If the pin cannot be
@@ -18,7 +20,6 @@
  * No reply cache: a lookup costs a few microseconds, a cache would help only
  * hot hostnames, and it would need invalidating on every write. */
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

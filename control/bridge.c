@@ -5,7 +5,6 @@
 
 #include "common/log.h"
 #include "common/store_hook.h"
-#include "control/api.h"
 #include "control/ctl.h"
 #include "control/subsys.h"
 
@@ -57,18 +56,6 @@ void bridge_msg_free(void *p)
     msg_free(m);
 }
 
-static int post(queue_t *q, enum msg_type type, void *ptr)
-{
-    msg_t *m = hub_msg(type, NULL);
-    if (!m)
-        return -1;
-    m->ptr = ptr;
-    if (queue_push(q, m) != 0) {
-        msg_free(m);
-        return -1;
-    }
-    return 0;
-}
 
 /* ---- the caller's side ---------------------------------------------------- */
 
@@ -98,8 +85,6 @@ static void deliver(struct bridge_call *bc)
     if (!bc->cancelled) {
         if (bc->remote)
             unlink_call(bc->from, bc);
-        if (bc->kind == CALL_VERIFY && bc->from->api)
-            api_store_changed(bc->from->api); /* the caller reads what the probe wrote */
         answer(bc, bc->rc);
     }
     call_free(bc);
@@ -125,7 +110,7 @@ static void finish(struct bridge_call *bc, int rc)
         deliver(bc);
         return;
     }
-    if (post(bc->from->inbox, MSG_CALL_DONE, bc) != 0) {
+    if (hub_send(bc->from->inbox, MSG_CALL_DONE, NULL, bc) != 0) {
         /* out of memory: the caller answers it when it stops */
         log_error("bridge.reply_lost", "kind=%d", (int)bc->kind);
     }
@@ -200,7 +185,7 @@ static int dispatch(struct control *c, struct bridge_call *bc)
         return rc;
     }
     bc->remote = 1;
-    if (post(c->peer->inbox, MSG_CALL, bc) != 0) {
+    if (hub_send(c->peer->inbox, MSG_CALL, NULL, bc) != 0) {
         call_free(bc);
         return -1;
     }
@@ -254,10 +239,19 @@ static void notice(struct control *c, enum msg_type type)
             hooks_changed(c->hooks);
         return;
     }
+    if (!c->peer)
+        return;
+    /* A burst of commits needs one kick in flight, not one each: the
+     * background thread clears the flag before it walks. */
+    if (type == MSG_HOOKS_KICK && atomic_exchange(&c->peer->kick_pending, 1))
+        return;
     /* Lost only when out of memory; the background thread's own due walk
      * finds the deliveries on its next tick anyway. */
-    if (c->peer && post(c->peer->inbox, type, NULL) != 0)
+    if (hub_send(c->peer->inbox, type, NULL, NULL) != 0) {
+        if (type == MSG_HOOKS_KICK)
+            atomic_store(&c->peer->kick_pending, 0);
         log_warn("bridge.notice_lost", "type=%s", msg_type_name(type));
+    }
 }
 
 void bridge_hooks_kick(struct control *c)
@@ -277,6 +271,8 @@ int bridge_on_msg(struct control *c, msg_t *m)
     switch (m->type) {
     case MSG_HOOKS_KICK:
     case MSG_HOOKS_CHANGED:
+        if (m->type == MSG_HOOKS_KICK)
+            atomic_store(&c->kick_pending, 0);
         if (c->hooks) /* never passed on: the hooks live here or nowhere */
             notice(c, m->type);
         break;

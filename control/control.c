@@ -57,9 +57,7 @@ void ctl_cert_wanted(struct control *c, const char *host)
         issuer_want(c->issuer, host);
         return;
     }
-    msg_t *m = hub_msg(MSG_CERT_WANTED, host);
-    if (m)
-        hub_to_control(c->hub, m);
+    hub_send(c->hub->to_control, MSG_CERT_WANTED, host, NULL);
 }
 
 void ctl_domain_changed(struct control *c, const char *host)
@@ -185,6 +183,9 @@ static struct control *half_new(hub_t *hub, int background, char **err)
     }
     if (!(c->store = store_open(hub->store_path, STORE_RW, err)))
         goto fail;
+    /* Resolve's read-lock pin (control thread) then sees the background
+     * thread's commits at once, as it sees the control thread's own. */
+    store_count_commits(c->store, &hub->store_commits);
     if (!(c->curl = curlev_new(c->base))) {
         *err = strdup("cannot initialise libcurl");
         goto fail;
@@ -305,15 +306,9 @@ void control_join(control_t *c)
 
 void control_reload(control_t *c, const config_t *cfg)
 {
-    struct control *halves[2] = { c, c->peer };
-    for (int i = 0; i < 2; i++) {
-        msg_t *m = halves[i] ? hub_msg(MSG_CONFIG, NULL) : NULL;
-        if (!m)
-            continue;
-        m->ptr = (void *)cfg;
-        if (queue_push(halves[i]->inbox, m) != 0)
-            msg_free(m);
-    }
+    hub_send(c->inbox, MSG_CONFIG, NULL, (void *)cfg);
+    if (c->peer)
+        hub_send(c->peer->inbox, MSG_CONFIG, NULL, (void *)cfg);
 }
 
 /* After both threads have joined (or never started): the background half

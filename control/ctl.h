@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "common/curlev.h"
 #include "common/hub.h"
@@ -34,6 +35,7 @@ struct control {
     struct control *peer;        /* the other thread's context: only its inbox is used */
     struct bridge_call *waiting; /* bridge calls awaiting the peer's answer */
     int background;              /* 1 on the background thread */
+    atomic_int kick_pending;     /* background: a MSG_HOOKS_KICK is queued (set by control) */
     pthread_t thread;
     int started;
     struct event *stop_ev;

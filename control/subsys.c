@@ -34,6 +34,8 @@ int subsys_start(struct control *c, char **err)
 
 void subsys_reload(struct control *c)
 {
+    if (c->api)
+        api_reload(c->api);
     if (c->hooks)
         hooks_reload(c->hooks);
     if (c->issuer)

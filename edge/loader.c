@@ -166,7 +166,6 @@ static route_t *build_route(loader_t *l, const store_edge_host_t *h, const char 
     atomic_init(&r->dead, 0);
     r->serial = atomic_fetch_add(&l->serial, 1) + 1;
     r->epoch = epoch;
-    r->loaded_ms = util_mono_ms();
     r->host = (char *)(r + 1);
     memcpy(r->host, host, hlen + 1);
     r->host_len = hlen;
@@ -177,6 +176,9 @@ static route_t *build_route(loader_t *l, const store_edge_host_t *h, const char 
         route_unref(r);
         return NULL;
     }
+    /* The route is as old as its upstream addresses: a shared part made
+     * just before route_ttl ran out must not live another route_ttl. */
+    r->loaded_ms = p->made_ms;
     r->slug = p->slug;
     r->slug_len = p->slug_len;
     r->up = p->up;

@@ -328,7 +328,10 @@ static void park(conn_t *c, enum route_kind why)
         msg_t *m = hub_msg(why == ROUTE_UNVERIFIED ? MSG_PROBE_WANTED : MSG_CERT_WANTED, c->host);
         if (m) {
             m->worker = w->index;
-            hub_to_control(w->hub, m);
+            if (why == ROUTE_UNVERIFIED)
+                hub_to_bg(w->hub, m); /* the probes run there */
+            else
+                hub_to_control(w->hub, m);
         }
         p->asked = 1;
         log_info(why == ROUTE_UNVERIFIED ? "tls.probe_wanted" : "tls.cert_wanted", "host=%s worker=%d",

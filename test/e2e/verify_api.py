@@ -164,9 +164,14 @@ def verify_now():
     n_before = H.sql("SELECT count(*) FROM checks c JOIN domains d ON d.id = c.domain_id "
                      "WHERE d.hostname = 'now.cust.test'")[0][0]
     DNS.knot.set_zone("cust.test", CUST + ["now CNAME edge.hee.la."])
+    resolve = "/v1/edge/resolve?hostname=now.cust.test"
+    expect(ACME.get(resolve).json()["verified"] is False)  # resolve's read pin is taken now
     t0 = time.time()
     r = ACME.post("/v1/edge/domains/now.cust.test/verify", {})
     took = time.time() - t0
+    # The probe committed on the background thread; resolve sees it at once.
+    seen = ACME.get(resolve).json()
+    expect(seen["verified"] is True, seen)
     expect(r.status == 200, r)
     body = r.json()
     expect(body["domain"]["hostname"] == "now.cust.test" and body["domain"]["verified"] is True, body)
