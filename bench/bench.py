@@ -126,11 +126,14 @@ class Ctx:
 
 def versions(ctx):
     def sh(cmd):
+        # Only a command that succeeded speaks: an error text (no git, a
+        # package not installed) must not end up in the table's header.
         try:
             r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60)
-            return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
         except (OSError, subprocess.TimeoutExpired):
             return "?"
+        out = r.stdout.strip()
+        return out.splitlines()[0] if r.returncode == 0 and out else "?"
     cpu = sh("awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo")
     mem = sh("awk '/MemTotal/ {printf \"%.0f GiB\", $2/1048576}' /proc/meminfo")
     fmt = "-f='${Version}'"
@@ -141,7 +144,7 @@ def versions(ctx):
              f"Debian {sh('cat /etc/debian_version')}",
              f"packages: {pk}",
              f"hee: {sh(ctx.hee_bin + ' version')} ({ctx.hee_bin}), git {sh('git -C ' + ctx.repo + ' rev-parse --short HEAD')}"
-             f"{' + uncommitted changes' if sh('git -C ' + ctx.repo + ' status --porcelain | head -1') != '?' else ''}",
+             f"{' + uncommitted changes' if sh('git -C ' + ctx.repo + ' status --porcelain --untracked-files=no') != '?' else ''}",
              f"params: runs={ctx.p.runs} duration={ctx.p.duration}s idle_n={ctx.p.idle_n} "
              f"hee_certs={ctx.p.hee_certs} caddy_certs={ctx.p.caddy_certs} cert_runs={ctx.p.cert_runs} "
              f"startup_certs={ctx.p.startup_certs} resolve_domains={ctx.p.resolve_domains} reg_n={ctx.p.reg_n} "

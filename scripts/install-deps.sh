@@ -8,7 +8,8 @@ set -euo pipefail
 BUILD=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libevent-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libldns-dev
        libjansson-dev libidn2-dev libpsl-dev libinih-dev libcmocka-dev)
-RUN=(openssl ca-certificates sqlite3 curl)
+# python3: the next steps scripts/run.sh prints parse JSON and serve a demo app with it
+RUN=(openssl ca-certificates sqlite3 curl python3)
 TEST=(pebble knot knot-dnsutils python3 python3-cryptography procps iproute2 nginx wrk strace)
 # bench/run's peers and clients (bench/setup.sh)
 BENCH=(caddy pebble nginx haproxy wrk nghttp2-client knot knot-dnsutils python3 procps)
