@@ -1070,7 +1070,6 @@ static void q_tcp_start(dns_query_t *q)
 {
     dns_resolver_t *r = q->r;
     const struct dns_server *srv = &r->servers[q->server];
-    r->stats.tcp_fallbacks++;
     q_detach(q);
     /* Nobody blind can answer inside a stream: ask plainly. */
     memcpy(q->wire + 2 + DNS_HDR, q->name, q->nlen);
@@ -1078,10 +1077,12 @@ static void q_tcp_start(dns_query_t *q)
     q->state = Q_TCP_WRITE;
     if (r->ntcp >= r->max_tcp) {
         /* Zones answering everything truncated must not take every fd. */
+        r->stats.tcp_refused++;
         log_debug("dns.tcp_limited", "server=%s", srv->name);
         q_defer(q, DNS_ERR_NETWORK);
         return;
     }
+    r->stats.tcp_fallbacks++;
     q->fd = socket(srv->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (q->fd >= 0)
         r->ntcp++;

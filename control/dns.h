@@ -43,11 +43,12 @@ typedef void (*dns_cb)(dns_status_t status, ldns_pkt *pkt, void *arg);
 typedef struct {
     uint64_t queries;       /* dns_query calls accepted */
     uint64_t udp_sent;      /* UDP datagrams sent (one per attempt) */
-    uint64_t tcp_fallbacks; /* truncated answers retried over TCP */
+    uint64_t tcp_fallbacks; /* truncated answers retried over TCP (a TCP attempt begun) */
+    uint64_t tcp_refused;   /* truncated answers not retried: max_tcp fallbacks were open */
     uint64_t timeouts;      /* attempts that timed out */
     uint64_t ignored;       /* datagrams dropped: wrong source, ID or question */
     uint64_t malformed;     /* attempts ended by an unparseable answer */
-    uint64_t net_errors;    /* attempts ended by a socket error */
+    uint64_t net_errors;    /* attempts ended by a socket error, or by tcp_refused */
     uint64_t queued_peak;   /* highest queue length seen */
     uint64_t sockets_opened;  /* pooled UDP sockets opened (each a new random port) */
     uint64_t sockets_open;    /* pooled UDP sockets open now, retiring ones included */
@@ -71,8 +72,8 @@ void dns_resolver_free(dns_resolver_t *r);
  * attempts share the pooled sockets; only a TCP fallback holds its own. */
 void dns_resolver_set_max_inflight(dns_resolver_t *r, size_t max);
 /* TCP fallbacks open at once (default 256); a truncated answer beyond it
- * ends that attempt as a network error, so fds stay bounded whatever the
- * in-flight cap. */
+ * ends that attempt as a network error (counted as tcp_refused, not as a
+ * fallback), so fds stay bounded whatever the in-flight cap. */
 void dns_resolver_set_max_tcp(dns_resolver_t *r, size_t max);
 /* UDP source-port pool (trade-offs in the DESIGN comment of dns.c).
  * sockets: per server (0 = 64, at most 4096); each attempt leaves from one

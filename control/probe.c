@@ -117,12 +117,21 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sb_t *b, const char 
  * (CAA escapes '\' itself, then every backslash in a value starts a \DDD). */
 static void sb_escape(sb_t *b, const uint8_t *p, size_t n, const char *extra)
 {
+    /* Runs of plain bytes go in whole and escapes are written by hand: a
+     * TXT or CAA value is untrusted and up to 64 KiB, so no printf per byte. */
+    size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] < 0x20 || p[i] >= 0x7f || (extra && p[i] && strchr(extra, p[i])))
-            sb_printf(b, "\\%03u", p[i]);
-        else
-            sb_putn(b, (const char *)&p[i], 1);
+        uint8_t c = p[i];
+        if (c >= 0x20 && c < 0x7f && !(extra && strchr(extra, c)))
+            continue;
+        if (i > run)
+            sb_putn(b, (const char *)p + run, i - run);
+        char e[4] = {'\\', (char)('0' + c / 100), (char)('0' + c / 10 % 10), (char)('0' + c % 10)};
+        sb_putn(b, e, sizeof(e));
+        run = i + 1;
     }
+    if (n > run)
+        sb_putn(b, (const char *)p + run, n - run);
 }
 
 static char *sb_take(sb_t *b)
@@ -219,11 +228,11 @@ void probe_facts_clear(probe_facts_t *f)
 
 int probe_facts_add_value(probe_facts_t *f, const char *v)
 {
+    if (f->nvalues >= PROBE_MAX_VALUES)
+        return 0;
     for (size_t i = 0; i < f->nvalues; i++)
         if (strcmp(f->values[i], v) == 0)
             return 0;
-    if (f->nvalues >= PROBE_MAX_VALUES)
-        return 0;
     if (f->nvalues == f->capvalues) {
         size_t cap = f->capvalues ? f->capvalues * 2 : 4;
         char **nv = realloc(f->values, cap * sizeof(*nv));
@@ -317,8 +326,13 @@ int probe_absorb(probe_facts_t *f, const char *qname, ldns_rr_type type, const c
     char **owners = n ? calloc(n, sizeof(*owners)) : NULL;
     if (n && !owners)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        owners[i] = dname_str(ldns_rr_owner(ldns_rr_list_rr(ans, i)));
+    /* Only class IN records describe the name: one of another class (CH,
+     * HS, any number) in the answer is nobody's, whatever its type; a NULL
+     * owner keeps it out of the walk and the values below. */
+    for (size_t i = 0; i < n; i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(ans, i);
+        owners[i] = ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN ? dname_str(ldns_rr_owner(rr)) : NULL;
+    }
 
     int rc = -1;
     const char *cur = qname;
@@ -652,11 +666,15 @@ static bool caa_methods_have(const char *s, caa_span_t sp, const char *m, size_t
 /* The challenge type the ACME client answers: the first configured type
  * the CA offers (acme_parse_authz takes types in preference order, one per
  * authorisation, no second try), and Let's Encrypt offers every type Hee
- * knows for a plain name, so the first configured one. */
+ * knows for a plain name, so the first configured one. *len is 0 when the
+ * list names none (NULL or blank): then no validationmethods admits us. */
 static const char *caa_first_challenge(const char *list, size_t *len)
 {
     const char *sep = ", \t";
-    list = list ? list : PROBE_DEFAULT_CHALLENGES;
+    if (!list) {
+        *len = 0;
+        return "";
+    }
     list += strspn(list, sep);
     *len = strcspn(list, sep);
     return list;
@@ -672,7 +690,7 @@ static probe_caa_why_t caa_params_allow(const char *val, const caa_params_t *p, 
         return PROBE_CAA_OTHER_ACCOUNT;
     size_t mlen;
     const char *m = caa_first_challenge(challenges, &mlen);
-    if (p->methods.set && !caa_methods_have(val, p->methods, m, mlen))
+    if (p->methods.set && (mlen == 0 || !caa_methods_have(val, p->methods, m, mlen)))
         return PROBE_CAA_OTHER_METHOD;
     return PROBE_CAA_OK;
 }
@@ -734,6 +752,7 @@ typedef struct {
     enum match a4, a6;
     bool cname_ok, a_ok, txt_ok, stray, caa_block, bogus;
     bool caa_fail; /* the CAA lookup gave no answer to go by (failed, looped, bogus) */
+    probe_caa_why_t caa_why; /* why the records block (caa_block), for the sentence */
 } eval_t;
 
 static probe_hint_t err_hint(const probe_facts_t *f)
@@ -822,17 +841,18 @@ static probe_hint_t hint_txt(const probe_request_t *req, const probe_facts_t *f)
 
 /* The CAA row: the facts are those of the relevant level (caa_settle). A
  * lookup that failed, or whose CNAME chain looped or grew too long, says
- * nothing about the records: never "allowed" (a CA refuses to issue then). */
-static probe_hint_t hint_caa(const probe_request_t *req, const probe_facts_t *f)
+ * nothing about the records: never "allowed" (a CA refuses to issue then).
+ * *why: the records' verdict, PROBE_CAA_OK unless they were read and block. */
+static probe_hint_t hint_caa(const probe_request_t *req, const probe_facts_t *f, probe_caa_why_t *why)
 {
+    *why = PROBE_CAA_OK;
     probe_hint_t e = err_hint(f);
     if (e != PROBE_HINT_OK)
         return e;
     if (f->loop)
         return PROBE_HINT_CNAME_LOOP;
-    if (!probe_caa_allows(f->values, f->nvalues, req->ca_identifier, req->acme_account, req->acme_challenges))
-        return PROBE_HINT_CAA_BLOCKS_ISSUER;
-    return PROBE_HINT_OK;
+    *why = probe_caa_verdict(f->values, f->nvalues, req->ca_identifier, req->acme_account, req->acme_challenges);
+    return *why == PROBE_CAA_OK ? PROBE_HINT_OK : PROBE_HINT_CAA_BLOCKS_ISSUER;
 }
 
 /* Edge addresses of one family joined, or NULL when there are none. */
@@ -966,14 +986,11 @@ static int outcome_record(char **s, const probe_request_t *req, const probe_answ
 }
 
 /* Names the RFC 8657 parameter that stands in the way when a record names
- * the CA: otherwise the customer sees their CA listed and nothing to fix. */
-static int outcome_caa(char **s, const probe_request_t *req, const probe_record_t *src, const char *at)
+ * the CA: otherwise the customer sees their CA listed and nothing to fix.
+ * why: the verdict hint_caa found. */
+static int outcome_caa(char **s, const probe_request_t *req, probe_caa_why_t why, const char *at)
 {
     const char *ca = req->ca_identifier ? req->ca_identifier : "the CA";
-    bool caa = src && strcmp(src->type, "CAA") == 0;
-    probe_caa_why_t why = caa ? probe_caa_verdict(src->found, src->nfound, req->ca_identifier, req->acme_account,
-                                                  req->acme_challenges)
-                              : PROBE_CAA_NOT_NAMED;
     size_t mlen;
     const char *m = caa_first_challenge(req->acme_challenges, &mlen);
     switch (why) {
@@ -983,6 +1000,9 @@ static int outcome_caa(char **s, const probe_request_t *req, const probe_record_
     case PROBE_CAA_OTHER_ACCOUNT:
         return asprintf(s, "CAA records at %s allow %s to issue only for another ACME account (accounturi)", at, ca);
     case PROBE_CAA_OTHER_METHOD:
+        if (mlen == 0)
+            return asprintf(s, "CAA records at %s allow %s to issue only with given validation methods, and "
+                               "this Hee has no challenge type configured", at, ca);
         return asprintf(s, "CAA records at %s allow %s to issue only with validation methods other than %.*s", at,
                         ca, (int)mlen, m);
     default:
@@ -1026,7 +1046,7 @@ static char *outcome_text(const probe_request_t *req, const probe_answers_t *ans
         n = asprintf(&s, "only some of the records of %s point at the edge", h);
         break;
     case PROBE_HINT_CAA_BLOCKS_ISSUER:
-        n = outcome_caa(&s, req, src, at);
+        n = outcome_caa(&s, req, ev->caa_why, at);
         break;
     case PROBE_HINT_STRAY_AAAA:
         n = asprintf(&s, "%s has AAAA records that do not point at the edge", h);
@@ -1116,7 +1136,7 @@ static int build_records(const probe_request_t *req, const probe_answers_t *ans,
     }
     if (ans->caa.queried) {
         const probe_facts_t *c = &ans->caa;
-        probe_hint_t hc = hint_caa(req, c);
+        probe_hint_t hc = hint_caa(req, c, &ev->caa_why);
         ev->caa_block = hc == PROBE_HINT_CAA_BLOCKS_ISSUER;
         ev->caa_fail = hc != PROBE_HINT_OK && !ev->caa_block;
         /* The name the set was found at (a CNAME target's, perhaps) or whose
@@ -1462,16 +1482,36 @@ static void lk_ask(struct probe_lookup *lk, const char *name, unsigned flags)
     }
 }
 
+/* End of the first label of a name in presentation form: its first dot
+ * that is not escaped ("a\.b" is one label), or the final NUL. */
+static const char *label_end(const char *s)
+{
+    while (*s && *s != '.')
+        s += s[0] == '\\' && s[1] ? 2 : 1;
+    return s;
+}
+
+/* The one step of every CAA climb (caa_launch, caa_climb): the parent of a
+ * name in presentation form (pointing into it), or NULL at two labels or
+ * fewer, since the climb stops short of a TLD (see DESIGN). */
+static const char *caa_parent(const char *name)
+{
+    const char *dot = label_end(name);
+    if (!*dot || !*label_end(dot + 1))
+        return NULL;
+    return dot + 1;
+}
+
 /* CAA found nothing at this name: ask the parent of the name asked (not of
- * a CNAME target the answer led to), stopping at two labels rather than
- * asking a TLD. False when there is no parent to ask, or memory ran out (the
- * facts then say so: a climb cut short must not read as "no CAA"). */
+ * a CNAME target the answer led to). False when there is no parent to ask,
+ * or memory ran out (the facts then say so: a climb cut short must not read
+ * as "no CAA"). */
 static bool caa_climb(struct probe_lookup *lk)
 {
-    const char *dot = strchr(lk->caa_base, '.');
-    if (!dot || !strchr(dot + 1, '.'))
+    const char *up = caa_parent(lk->caa_base);
+    if (!up)
         return false;
-    char *parent = strdup(dot + 1);
+    char *parent = strdup(up);
     if (!parent) {
         lk->f->status = DNS_ERR_NETWORK;
         return false;
@@ -1585,11 +1625,7 @@ static void caa_launch(probe_t *p)
     const char *name = p->hostname;
     int top = LK_CAA;
     lk_launch(p, LK_CAA, &p->ans.caa, LDNS_RR_TYPE_CAA, name, NULL);
-    for (size_t i = 0; i < PROBE_CAA_LEVELS - 1; i++) {
-        const char *dot = strchr(name, '.');
-        if (!dot || !strchr(dot + 1, '.'))
-            break;
-        name = dot + 1;
+    for (size_t i = 0; i < PROBE_CAA_LEVELS - 1 && (name = caa_parent(name)); i++) {
         top = LK_CAA + 1 + (int)i;
         p->ncaa_up = i + 1;
         lk_launch(p, top, &p->caa_up[i], LDNS_RR_TYPE_CAA, name, NULL);

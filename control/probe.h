@@ -18,7 +18,6 @@
 #define PROBE_MAX_HOPS 8
 #define PROBE_DEFAULT_TARGET "edge.hee.la"
 #define PROBE_TXT_PREFIX "_customdomain-challenge."
-#define PROBE_DEFAULT_CHALLENGES "tls-alpn-01 http-01" /* the ACME client's default order */
 
 /* Accepted verification methods (bit set); also the method that succeeded. */
 typedef enum {
@@ -57,9 +56,11 @@ typedef struct {
                                 * inconclusive, one that loops unverified. */
     /* What RFC 8657 parameters of a CAA issue record are checked against:
      * our ACME account URI (the kid) at that CA, NULL when there is none
-     * yet (then no accounturi record authorises us); the configured
-     * challenge types in preference order ("tls-alpn-01 http-01"), NULL:
-     * PROBE_DEFAULT_CHALLENGES. Copied by probe_run. */
+     * yet (then no accounturi record authorises us); [acme] challenges as
+     * configured, types in preference order ("tls-alpn-01 http-01"; the
+     * default lives in common/config.c only), NULL or blank when no type
+     * is known (then no validationmethods record authorises us). Copied by
+     * probe_run. */
     const char *acme_account;
     const char *acme_challenges;
 } probe_request_t;
@@ -159,8 +160,9 @@ typedef enum {
  * 8659 4.2) and names ca, compared case-insensitively, whose RFC 8657
  * parameters, if any, admit us (accounturi equal to account; validationmethods
  * listing the first of challenges, the type the ACME client answers, see
- * probe_request_t), as Let's Encrypt reads them; and no unknown property
- * flagged critical (flag bit 128, or 1 as Let's Encrypt also reads it).
+ * probe_request_t; none when challenges is NULL), as Let's Encrypt reads
+ * them; and no unknown property flagged critical (flag bit 128, or 1 as
+ * Let's Encrypt also reads it).
  * Otherwise why not: a record naming ca says more than one that does not. */
 probe_caa_why_t probe_caa_verdict(char *const *values, size_t n, const char *ca, const char *account,
                                   const char *challenges);

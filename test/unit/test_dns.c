@@ -513,6 +513,44 @@ static void test_tc_retries_over_tcp(void **state)
     ldns_pkt_free(pkt);
 }
 
+/* A truncated answer beyond max_tcp open fallbacks is refused: the attempt
+ * ends as a network error, counted as refused and not as a fallback. */
+static void test_tcp_cap_refuses(void **state)
+{
+    struct event_base *base = event_base_new();
+    fake_t *f = fake_new(base, FAKE_TC);
+    dns_resolver_t *r = resolver_for(base, f->port, 2000, 1);
+    dns_resolver_set_max_tcp(r, 1);
+    result_t res[2] = {{0}};
+    for (int i = 0; i < 2; i++)
+        assert_non_null(dns_query(r, "q.example", LDNS_RR_TYPE_TXT, 0, on_result, &res[i]));
+    int done = 0;
+    int64_t end = util_mono_ms() + 3000;
+    while (done < 2 && util_mono_ms() < end) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(200);
+        done = res[0].done + res[1].done;
+    }
+    assert_int_equal(done, 2);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 2; i++) {
+        ok += res[i].st == DNS_OK;
+        refused += res[i].st == DNS_ERR_NETWORK;
+        if (res[i].pkt)
+            ldns_pkt_free(res[i].pkt);
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(refused, 1);
+    dns_stats_t st;
+    dns_resolver_stats(r, &st);
+    assert_int_equal(st.tcp_fallbacks, 1);
+    assert_int_equal(st.tcp_refused, 1);
+    assert_int_equal(f->tcp_seen, 1);
+    dns_resolver_free(r);
+    fake_free(f);
+    event_base_free(base);
+}
+
 static void test_timeout_bounded(void **state)
 {
     struct event_base *base = event_base_new();
@@ -1122,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_rcodes),
         cmocka_unit_test(test_tc_retries_over_tcp),
+        cmocka_unit_test(test_tcp_cap_refuses),
         cmocka_unit_test(test_timeout_bounded),
         cmocka_unit_test(test_closed_port_is_network),
         cmocka_unit_test(test_rotates_servers),

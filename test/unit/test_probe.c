@@ -63,11 +63,13 @@ static void fx_init(fx_t *x, unsigned methods)
 }
 
 /* A CNAME-method probe that checks CAA for letsencrypt.org, whose A and
- * AAAA lookups followed chain (NULL: found nothing). */
+ * AAAA lookups followed chain (NULL: found nothing). Challenges as
+ * [acme] challenges reads by default. */
 static void fx_caa(fx_t *x, const char *chain)
 {
     fx_init(x, PROBE_M_CNAME);
     x->req.ca_identifier = "letsencrypt.org";
+    x->req.acme_challenges = "tls-alpn-01 http-01";
     facts(&x->ans.a, "www.cust.test", DNS_OK, chain, NULL);
     facts(&x->ans.aaaa, "www.cust.test", DNS_OK, chain, NULL);
 }
@@ -642,10 +644,15 @@ static void test_caa_rfc8657(void **state)
     assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=http-01", NULL, " http-01"));
     /* only another configured type: the client never answers with it */
     assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=http-01", NULL, ours), PROBE_CAA_OTHER_METHOD);
-    /* none of ours; NULL challenges is the client's default order */
+    /* none of ours; no challenge type known (NULL or blank): no method is
+     * ours, so any validationmethods blocks, and a record without one does not */
     assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=dns-01", NULL, ours), PROBE_CAA_OTHER_METHOD);
     assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=http-01", NULL, NULL), PROBE_CAA_OTHER_METHOD);
-    assert_true(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-01", NULL, NULL));
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=tls-alpn-01", NULL, NULL),
+                     PROBE_CAA_OTHER_METHOD);
+    assert_int_equal(WHY("0 issue letsencrypt.org; validationmethods=tls-alpn-01", NULL, " , "),
+                     PROBE_CAA_OTHER_METHOD);
+    assert_true(ALLOWS("0 issue letsencrypt.org", NULL, NULL));
     /* method names compare exactly; not a prefix or a part */
     assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=TLS-ALPN-01", NULL, ours));
     assert_false(ALLOWS("0 issue letsencrypt.org; validationmethods=tls-alpn-0", NULL, ours));
@@ -849,6 +856,74 @@ static void test_absorb_values(void **state)
     ldns_pkt_free(p);
 }
 
+/* Records of another class than IN in an answer are not the name's: not
+ * followed as CNAMEs, not taken as values (a CNAME of class CH used to
+ * send the walk elsewhere). */
+static void test_absorb_other_class(void **state)
+{
+    const char *rrs[] = {
+        "www.cust.test. 300 CH CNAME evil.test.",
+        "www.cust.test. 300 HS A 6.6.6.6",
+        "www.cust.test. 300 CLASS42 CAA 0 issue \"evil.test\"",
+        "www.cust.test. 300 IN A 192.0.2.10",
+    };
+    ldns_pkt *p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 4);
+    probe_facts_t f;
+    const char *next = "x";
+    probe_facts_init(&f, "www.cust.test");
+    assert_int_equal(probe_absorb(&f, "www.cust.test", LDNS_RR_TYPE_A, "edge.hee.la", p, &next), 0);
+    assert_null(next);
+    assert_int_equal(f.nchain, 0);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], "192.0.2.10");
+    probe_facts_clear(&f);
+    probe_facts_init(&f, "www.cust.test");
+    assert_int_equal(probe_absorb(&f, "www.cust.test", LDNS_RR_TYPE_CAA, NULL, p, &next), 0);
+    assert_int_equal(f.nchain, 0);
+    assert_int_equal(f.nvalues, 0);
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+}
+
+/* Odd bytes in untrusted values: a TXT of many strings holding every byte
+ * value, and a CAA value of every byte, render as the \DDD rule says
+ * (checked against a printf-made reference), and the CAA verdict reads it. */
+static void test_absorb_odd_bytes(void **state)
+{
+    static char txt[256 * 8 + 64], caa[256 * 4 + 64], want_txt[256 * 4 + 1], want_caa[256 * 4 + 32];
+    size_t o = (size_t)snprintf(txt, sizeof(txt), "t.test. TXT");
+    for (int i = 0; i < 256; i++) /* 256 strings of one byte each */
+        o += (size_t)snprintf(txt + o, sizeof(txt) - o, " \"\\%03d\"", i);
+    o = (size_t)snprintf(caa, sizeof(caa), "t.test. CAA 0 issue \"");
+    for (int i = 0; i < 256; i++)
+        o += (size_t)snprintf(caa + o, sizeof(caa) - o, "\\%03d", i);
+    snprintf(caa + o, sizeof(caa) - o, "\"");
+    size_t wt = 0, wc = (size_t)snprintf(want_caa, sizeof(want_caa), "0 issue ");
+    for (int i = 0; i < 256; i++) {
+        bool plain = i >= 0x20 && i < 0x7f;
+        wt += (size_t)(plain ? snprintf(want_txt + wt, sizeof(want_txt) - wt, "%c", i)
+                             : snprintf(want_txt + wt, sizeof(want_txt) - wt, "\\%03u", (unsigned)i));
+        wc += (size_t)(plain && i != '\\' ? snprintf(want_caa + wc, sizeof(want_caa) - wc, "%c", i)
+                                          : snprintf(want_caa + wc, sizeof(want_caa) - wc, "\\%03u", (unsigned)i));
+    }
+    const char *rrs[] = {txt, caa};
+    ldns_pkt *p = answer_pkt(LDNS_RCODE_NOERROR, rrs, 2);
+    probe_facts_t f;
+    const char *next = NULL;
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_TXT, NULL, p, &next), 0);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], want_txt);
+    probe_facts_clear(&f);
+    probe_facts_init(&f, "t.test");
+    assert_int_equal(probe_absorb(&f, "t.test", LDNS_RR_TYPE_CAA, NULL, p, &next), 0);
+    assert_int_equal(f.nvalues, 1);
+    assert_string_equal(f.values[0], want_caa);
+    assert_int_equal(probe_caa_verdict(f.values, f.nvalues, "letsencrypt.org", NULL, NULL), PROBE_CAA_NOT_NAMED);
+    probe_facts_clear(&f);
+    ldns_pkt_free(p);
+}
+
 static void test_normalize(void **state)
 {
     char *s = probe_normalize_name("WWW.Example.COM.");
@@ -930,6 +1005,9 @@ static const char *const fake_zone[] = {
     "q.r.s.sf.cust.test. A 192.0.2.10",
     "www.silent.cust.test. A 192.0.2.10",
     "www.bogus.cust.test. A 192.0.2.10",
+    /* A label holding a dot: the parent of x\.y.esc.test is esc.test. */
+    "x\\.y.esc.test. A 192.0.2.10",
+    "y.esc.test. CAA 0 issue \"digicert.com\"",
     /* RFC 8657 parameters */
     "www.acct.test. A 192.0.2.10",
     "acct.test. CAA 0 issue \"letsencrypt.org; accounturi=https://ca.test/acct/1; validationmethods=http-01\"",
@@ -1180,6 +1258,11 @@ static void test_async_caa_aliases(void **state)
     o = run_one("h.a.b.cust.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
     assert_true(o.verified);
     assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"cust.test\",\"found\":[\"0 issue letsencrypt.org\"]"));
+    /* The climb steps over whole labels: "x\.y" is one, so y.esc.test
+     * (which forbids) is no parent of the hostname. */
+    o = run_one("x\\.y.esc.test", PROBE_M_A, NULL, "letsencrypt.org", 0);
+    assert_true(o.verified);
+    assert_true(has(&o, "{\"type\":\"CAA\",\"name\":\"esc.test\",\"found\":[]"));
     /* ... and a CNAME to the edge under a parent that forbids: blocked. */
     o = run_one("www.blocked.test", PROBE_M_CNAME, NULL, "letsencrypt.org", 0);
     assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
@@ -1197,7 +1280,7 @@ static void test_async_caa_params(void **state)
         {"https://ca.test/acct/1", "http-01 tls-alpn-01", true},
         {"https://ca.test/acct/2", "http-01 tls-alpn-01", false},
         {NULL, "http-01", false},
-        {"https://ca.test/acct/1", NULL, false}, /* the default order answers tls-alpn-01 */
+        {"https://ca.test/acct/1", NULL, false}, /* no type known: validationmethods admits none */
     };
     for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
         env_t e;
@@ -1218,6 +1301,9 @@ static void test_async_caa_params(void **state)
             fail_msg("case %zu: verified %d", i, o.verified);
         if (!cases[i].verified)
             assert_int_equal(o.hint, PROBE_HINT_CAA_BLOCKS_ISSUER);
+        if (!cases[i].challenges)
+            assert_true(has(&o, "allow letsencrypt.org to issue only with given validation methods, and this "
+                                "Hee has no challenge type configured"));
     }
 }
 
@@ -1337,6 +1423,8 @@ int main(void)
         cmocka_unit_test(test_absorb_step_by_step),
         cmocka_unit_test(test_absorb_loop_and_length),
         cmocka_unit_test(test_absorb_values),
+        cmocka_unit_test(test_absorb_other_class),
+        cmocka_unit_test(test_absorb_odd_bytes),
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_normalize_matches_ldns),
         cmocka_unit_test(test_async_paths),
