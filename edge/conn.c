@@ -12,24 +12,11 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "edge/clock.h"
 #include "edge/proxy.h"
 #include "edge/route.h"
 #include "edge/tls.h"
 #include "edge/worker.h"
-
-int64_t conn_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t conn_coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
@@ -81,7 +68,7 @@ conn_t *conn_new(edge_worker_t *w, int fd, const struct sockaddr *sa, int salen,
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->n_conns++;
     metrics_add(w->hub->metrics, M_CONN_ACTIVE, 1);
-    c->t0_us = conn_now_us();
+    c->t0_us = clock_now_us();
     return c;
 }
 
@@ -242,7 +229,7 @@ void conn_deadline(conn_t *c, int64_t ms)
         c->deadline_ms = 0;
         return; /* a pending timer finds no deadline and stops */
     }
-    int64_t now = conn_coarse_ms();
+    int64_t now = clock_coarse_ms();
     c->deadline_ms = now + ms;
     if (!(c->flags & CF_TIMER) || c->timer_at_ms > c->deadline_ms) {
         c->timer_at_ms = c->deadline_ms;
@@ -256,7 +243,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     c->flags &= (uint16_t)~CF_TIMER;
     if (c->deadline_ms == 0)
         return;
-    int64_t now = conn_coarse_ms();
+    int64_t now = clock_coarse_ms();
     if (now < c->deadline_ms) {
         c->timer_at_ms = c->deadline_ms;
         arm(c, c->deadline_ms - now);
@@ -321,8 +308,11 @@ static long rec_read(conn_t *c)
     edge_worker_t *w = c->w;
     for (;;) {
         long rl = tlsrec_record_len((const uint8_t *)iobuf_head(&c->raw), c->raw.len);
-        if (rl < 0)
+        if (rl < 0) {
+            tlsrec_fail_header(c->rec, (const uint8_t *)iobuf_head(&c->raw), c->raw.len);
+            rec_fail(c);
             return -1;
+        }
         if (rl > 0 && (size_t)rl <= c->raw.len) {
             /* Whole record: decrypt straight into c->in. */
             long room = iobuf_reserve(&c->in, &w->pool, (size_t)rl, 2 * IOBUF_BLOCK + 1024);

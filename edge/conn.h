@@ -84,8 +84,6 @@ typedef struct conn {
     struct http1_request *partial;/* heap copy while a head is incomplete */
     struct req *req;              /* in-flight request (proxy.c) */
     struct uconn *up;             /* its upstream connection */
-    struct upstream *ucache;      /* the worker's target for ucache_key */
-    uint64_t ucache_key;          /* route serial << 1 | upstream index; 0 = none */
     void *wait_on;                /* route.c / tls.c wait entry */
     TAILQ_ENTRY(conn) wlink;
     TAILQ_ENTRY(conn) link;       /* worker's list */
@@ -143,11 +141,5 @@ void conn_flushed(conn_t *c);
 
 /* Dispatch from route.c when a lookup this connection waited on ended. */
 void conn_on_route(conn_t *c, struct route *r, certcache_entry_t *e, int status);
-
-int64_t conn_now_us(void);
-/* CLOCK_MONOTONIC at tick resolution (a few ms), without reading the
- * hardware clock: for deadlines and TTLs, which a request checks several
- * times. */
-int64_t conn_coarse_ms(void);
 
 #endif

@@ -1,7 +1,6 @@
 #include "edge/loader.h"
 
-#include <jansson.h>
-#include <openssl/crypto.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "common/log.h"
 #include "common/store_edge.h"
 #include "common/util.h"
+#include "edge/clock.h"
 
 /* DESIGN
  * One FIFO of jobs under a mutex + condvar, served by a few threads; each
@@ -20,7 +20,10 @@
  * reason there is more than one thread). */
 
 #define LOADER_BACKLOG_MAX 16384
-#define PROJECT_BUCKETS 256
+/* How often thread 0 drops project parts no new route may use (see
+ * loader_prune): a project deleted behind the daemon's back (the CLI)
+ * keeps its key in the table at most route_ttl + this long. */
+#define PRUNE_EVERY_MS 10000
 /* Outcomes we cache negatively when the store itself failed: briefly. */
 #define STORE_ERROR_TTL_MS 1000
 
@@ -41,14 +44,7 @@ struct loader {
     store_t *st[LOADER_THREADS_MAX];
     loader_shared_t sh;
     _Atomic uint64_t serial;
-    pthread_mutex_t plock; /* projects */
-    struct project_slot *projects[PROJECT_BUCKETS];
-};
-
-/* The latest shared part of each project's routes (route_project_t). */
-struct project_slot {
-    struct project_slot *next;
-    route_project_t *p; /* one reference */
+    route_project_table_t *projects; /* the latest shared part of each project */
 };
 
 struct thread_arg {
@@ -66,93 +62,16 @@ void loader_result_free(void *p)
     free(r);
 }
 
-static void settings_apply(route_project_t *p, const char *settings)
-{
-    json_error_t jerr;
-    json_t *s = json_loads(settings, 0, &jerr);
-    if (!json_is_object(s)) {
-        json_decref(s);
-        return;
-    }
-    json_t *mb = json_object_get(s, "maxBodyBytes");
-    if (json_is_integer(mb) && json_integer_value(mb) > 0)
-        p->max_body = json_integer_value(mb);
-    p->forward_metadata = json_is_true(json_object_get(s, "forwardMetadata"));
-    json_decref(s);
-}
-
-static void target(route_project_t *p, const char *url, const char *host)
-{
-    const char *why = NULL;
-    upstream_addr_t *a = &p->up[p->n_up];
-    if (upstream_addr_parse(url, a, &why) != 0) {
-        log_warn("edge.upstream_bad", "host=%s reason=\"%s\"", host, why);
-        return;
-    }
-    if (upstream_addr_resolve(a) != 0)
-        log_warn("edge.upstream_unresolved", "host=%s upstream=%s", host, a->key);
-    p->n_up++;
-}
-
-static route_project_t *build_project(const store_edge_host_t *h, const char *host, uint64_t epoch)
-{
-    route_project_t *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    atomic_init(&p->refs, 1);
-    p->project_id = h->project_id;
-    p->epoch = epoch;
-    p->made_ms = util_mono_ms();
-    p->slug = strdup(h->slug);
-    p->slug_len = strlen(h->slug);
-    p->hmac_key = malloc(h->hmac_key_len ? h->hmac_key_len : 1);
-    if (!p->slug || !p->hmac_key) {
-        route_project_unref(p);
-        return NULL;
-    }
-    memcpy(p->hmac_key, h->hmac_key, h->hmac_key_len);
-    p->hmac_len = h->hmac_key_len;
-    target(p, h->upstream, host);
-    if (h->upstream_fallback && h->upstream_fallback[0]) {
-        if (p->n_up == 0) /* keep the fallback in slot 1 */
-            p->n_up = 1;
-        target(p, h->upstream_fallback, host);
-    }
-    settings_apply(p, h->settings);
-    return p;
-}
-
-static struct project_slot **project_find(loader_t *l, int64_t project_id)
-{
-    struct project_slot **s = &l->projects[(uint64_t)project_id % PROJECT_BUCKETS];
-    while (*s && (*s)->p->project_id != project_id)
-        s = &(*s)->next;
-    return s;
-}
-
 /* The project's shared part: the one built under this epoch within
  * route_ttl (so upstream names are resolved again after it), or a new one.
  * Two threads may build at once; the later one stays in the table. */
 static route_project_t *project_part(loader_t *l, const store_edge_host_t *h, const char *host, uint64_t epoch)
 {
     int64_t ttl = atomic_load(l->sh.route_ttl_ms);
-    route_project_t *p = NULL;
-    pthread_mutex_lock(&l->plock);
-    struct project_slot *s = *project_find(l, h->project_id);
-    if (s && s->p->epoch == epoch && util_mono_ms() - s->p->made_ms < ttl)
-        p = route_project_ref(s->p);
-    pthread_mutex_unlock(&l->plock);
-    if (p || !(p = build_project(h, host, epoch)))
+    route_project_t *p = route_project_table_get(l->projects, h->project_id, epoch, clock_coarse_ms(), ttl);
+    if (p || !(p = route_project_build(h, host, epoch)))
         return p;
-    pthread_mutex_lock(&l->plock);
-    struct project_slot **sp = project_find(l, h->project_id);
-    if (!*sp && (*sp = calloc(1, sizeof(**sp))) == NULL) {
-        pthread_mutex_unlock(&l->plock);
-        return p; /* used, just not shared */
-    }
-    route_project_unref((*sp)->p);
-    (*sp)->p = route_project_ref(p);
-    pthread_mutex_unlock(&l->plock);
+    (void)route_project_table_put(l->projects, p); /* when it fails: used, just not shared */
     return p;
 }
 
@@ -296,19 +215,49 @@ static loader_result_t *lookup(loader_t *l, store_t *s, const struct job *j)
     return res;
 }
 
+/* Waits on l->cond (l->lock held) until at_ms (clock_coarse_ms). */
+static int wait_until(loader_t *l, int64_t at_ms)
+{
+    struct timespec ts;
+    int64_t ms = at_ms - clock_coarse_ms();
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the condvar's clock (loader_new) */
+    ms = ms < 1 ? 1 : ms;
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+}
+
 static void *thread_main(void *p)
 {
     struct thread_arg *ta = p;
     loader_t *l = ta->l;
     store_t *s = l->st[ta->i];
+    int pruner = ta->i == 0;
+    int64_t prune_at = clock_coarse_ms() + PRUNE_EVERY_MS;
     free(ta);
     for (;;) {
+        if (pruner && clock_coarse_ms() >= prune_at) {
+            loader_prune(l);
+            prune_at = clock_coarse_ms() + PRUNE_EVERY_MS;
+        }
         pthread_mutex_lock(&l->lock);
-        while (!l->stop && !l->head)
-            pthread_cond_wait(&l->cond, &l->lock);
-        if (l->stop) {
+        int due = 0;
+        while (!l->stop && !l->head && !due) {
+            if (pruner)
+                due = wait_until(l, prune_at) == ETIMEDOUT;
+            else
+                pthread_cond_wait(&l->cond, &l->lock);
+        }
+        if (l->stop || !l->head) {
+            int stop = l->stop;
             pthread_mutex_unlock(&l->lock);
-            break;
+            if (stop)
+                break;
+            continue; /* time to prune */
         }
         struct job *j = l->head;
         l->head = j->next;
@@ -336,10 +285,26 @@ loader_t *loader_new(const char *store_path, int nthreads, const loader_shared_t
         *err = strdup("out of memory");
         return NULL;
     }
+    pthread_condattr_t ca;
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->cond, NULL);
-    pthread_mutex_init(&l->plock, NULL);
+    /* Thread 0's prune timer must not follow wall-clock jumps. */
+    int cok = 0;
+    if (pthread_condattr_init(&ca) == 0) {
+        cok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&l->cond, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cok) {
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+        *err = strdup("cannot set up the loader's condition variable");
+        return NULL;
+    }
     l->sh = *sh;
+    if (!(l->projects = route_project_table_new(sh->epoch))) {
+        *err = strdup("out of memory");
+        loader_free(l);
+        return NULL;
+    }
     l->nthreads = nthreads < 1 ? 1 : nthreads > LOADER_THREADS_MAX ? LOADER_THREADS_MAX : nthreads;
     for (int i = 0; i < l->nthreads; i++) {
         if (!(l->st[i] = store_open(store_path, STORE_RO, err))) {
@@ -394,6 +359,15 @@ int loader_submit(loader_t *l, int worker, const char *host, queue_t *reply)
     return 0;
 }
 
+void loader_prune(loader_t *l)
+{
+    if (!l)
+        return;
+    size_t n = route_project_table_prune(l->projects, clock_coarse_ms(), atomic_load(l->sh.route_ttl_ms));
+    if (n)
+        log_debug("edge.project_parts_dropped", "count=%zu", n);
+}
+
 int loader_backlog(loader_t *l)
 {
     pthread_mutex_lock(&l->lock);
@@ -426,14 +400,7 @@ void loader_free(loader_t *l)
     }
     for (int i = 0; i < l->nthreads; i++)
         store_close(l->st[i]);
-    for (int b = 0; b < PROJECT_BUCKETS; b++) {
-        for (struct project_slot *s = l->projects[b], *nx; s; s = nx) {
-            nx = s->next;
-            route_project_unref(s->p);
-            free(s);
-        }
-    }
-    pthread_mutex_destroy(&l->plock);
+    route_project_table_free(l->projects);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     free(l);

@@ -7,9 +7,10 @@
  * malloc'd loader_result_t pushed to that queue, which the worker frees with
  * loader_result_free after taking what it wants (route, entry). The loader
  * also fills the shared caches: certcache on a usable certificate,
- * negcache on an unknown name. Sealed private keys (keyseal.h) are opened
- * here with the edge's key and the plaintext is wiped once the entry is
- * built. The loader_t is owned by the edge; stop it only after the workers
+ * negcache on an unknown name. It keeps the latest shared part of each
+ * project (route_project.h) while new routes may use it (loader_prune).
+ * Sealed private keys (keyseal.h) are opened here with the edge's key and
+ * the plaintext is wiped once the entry is built. The loader_t is owned by the edge; stop it only after the workers
  * stopped submitting, free its queues after that. Everything in
  * loader_shared_t is borrowed and must outlive the loader. */
 #ifndef HEE_EDGE_LOADER_H
@@ -62,6 +63,12 @@ int loader_start(loader_t *l);
 /* Queues a lookup; the answer goes to reply. 0, or -1 when the backlog is
  * full or memory ran out. */
 int loader_submit(loader_t *l, int worker, const char *host, queue_t *reply);
+/* Drops the project parts no new route may use any more (built under an
+ * older project epoch, or older than route_ttl), so a deleted project's
+ * key and upstreams stay in memory only while routes still use them. Call
+ * it after bumping the epoch (MSG_PROJECT_CHANGED); thread 0 also runs it
+ * every few seconds, for projects deleted by another process. Any thread. */
+void loader_prune(loader_t *l);
 /* Lookups queued and not yet answered (all workers). */
 int loader_backlog(loader_t *l);
 /* Stops and joins the threads; queued lookups are dropped. */

@@ -13,6 +13,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "edge/clock.h"
 #include "edge/conn.h"
 #include "edge/http1.h"
 #include "edge/loader.h"
@@ -188,7 +189,7 @@ static void account(conn_t *c, req_t *rq)
     rq->flags |= RQ_LOGGED;
     int s = rq->status;
     worker_count(w, s >= 500 ? WM_5XX : s >= 400 ? WM_4XX : s >= 300 ? WM_3XX : s >= 200 ? WM_2XX : WM_5XX);
-    int64_t now = conn_now_us();
+    int64_t now = clock_now_us();
     metrics_observe_us(w->hub->metrics, H_HTTP_REQUEST, now - rq->t_start);
     if (!log_access_enabled())
         return;
@@ -320,7 +321,7 @@ static void local_error(conn_t *c, int status, const char *what)
 static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
 {
     edge_worker_t *w = c->w;
-    rq->t_start = conn_now_us();
+    rq->t_start = clock_now_us();
     rq->method = (uint8_t)hr->method;
     rq->flags |= RQ_HEAD_IN;
     rq->req_head_len = (uint32_t)hr->head_len;
@@ -396,7 +397,7 @@ static void bad_request(conn_t *c, int status, const char *why)
             conn_close(c);
             return;
         }
-        c->req->t_start = conn_now_us();
+        c->req->t_start = clock_now_us();
         new_rid(w, c->req);
     }
     c->state = CS_REQ;
@@ -770,7 +771,7 @@ static int c2u(conn_t *c)
             rq->head_sent += (uint32_t)h;
             done -= h;
             if (rq->head_sent == rq->head.len && !rq->t_sent)
-                rq->t_sent = conn_now_us();
+                rq->t_sent = clock_now_us();
         }
         if (done) {
             iobuf_consume(&c->in, done);
@@ -858,16 +859,11 @@ static void start_target(conn_t *c, int idx, int fresh)
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     rq->target = (uint8_t)idx;
-    /* Targets live as long as the worker and a route never changes, so
-     * a keep-alive connection looks its target up once per route. */
-    uint64_t key = rq->route->serial << 1 | (uint64_t)idx;
-    upstream_t *u = c->ucache_key == key ? c->ucache : upstream_get(w, &rq->route->up[idx]);
+    upstream_t *u = upstream_get(w, &rq->route->up[idx]);
     if (!u) {
         local_error(c, 500, "out of memory");
         return;
     }
-    c->ucache = u;
-    c->ucache_key = key;
     uconn_t *uc = fresh ? NULL : upstream_take(u, c);
     if (uc) {
         rq->flags |= RQ_REUSED;
@@ -909,11 +905,11 @@ static void forward(conn_t *c, const struct http1_request *hr, route_t *r)
     iobuf_consume(&c->in, hr->head_len);
     rq->flags &= ~(uint32_t)RQ_HEAD_IN;
     rq->body = (uint8_t)hr->body;
-    if (hr->body == HTTP1_BODY_LENGTH && hr->content_length > 0)
-        rq->body_left = hr->content_length;
-    else if (hr->body == HTTP1_BODY_CHUNKED)
+    /* fill_request set body_left from this head's Content-Length (a head
+     * waiting for its route is parsed again from the same bytes). */
+    if (hr->body == HTTP1_BODY_CHUNKED)
         http1_chunked_init(&rq->ch, NULL);
-    else
+    else if (hr->body != HTTP1_BODY_LENGTH || rq->body_left == 0)
         rq->flags |= RQ_BODY_DONE;
     start_target(c, 0, 0);
 }
@@ -939,6 +935,10 @@ static route_t *find_route(conn_t *c, const char *host, size_t len)
     edge_worker_t *w = c->w;
     if (c->route && route_fresh(w, c->route))
         return c->route;
+    /* A stale route must not pin its project part (key) for as long as the
+     * connection lasts: the host may be gone for good. */
+    route_unref(c->route);
+    c->route = NULL;
     route_t *r = route_cache_get(w, host, len);
     if (!r) {
         route_t *cr = certcache_get_route(w->sh->certs, host, route_ref_cb);
@@ -1315,7 +1315,7 @@ static void u2c(conn_t *c)
             local_error(c, 502, "unexpected 101 from upstream");
             return;
         }
-        rq->t_head = conn_now_us();
+        rq->t_head = clock_now_us();
         if (rq->t_sent)
             metrics_observe_us(w->hub->metrics, H_UPSTREAM, rq->t_head - rq->t_sent);
         if (response_head(c, resp) != 0) {

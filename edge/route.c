@@ -1,11 +1,11 @@
 #include "edge/route.h"
 
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "edge/clock.h"
 #include "edge/conn.h"
 #include "edge/loader.h"
 #include "edge/worker.h"
@@ -26,24 +26,6 @@ route_t *route_ref(route_t *r)
 {
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
     return r;
-}
-
-route_project_t *route_project_ref(route_project_t *p)
-{
-    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
-    return p;
-}
-
-void route_project_unref(route_project_t *p)
-{
-    if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    free(p->slug);
-    if (p->hmac_key) {
-        OPENSSL_cleanse(p->hmac_key, p->hmac_len);
-        free(p->hmac_key);
-    }
-    free(p);
 }
 
 static void route_free(route_t *r)
@@ -72,7 +54,7 @@ void *route_ref_cb(void *r)
 int route_fresh(const edge_worker_t *w, const route_t *r)
 {
     return !atomic_load_explicit(&r->dead, memory_order_relaxed) && r->epoch == atomic_load(&w->sh->epoch) &&
-           conn_coarse_ms() - r->loaded_ms < w->cfg->route_ttl_ms;
+           clock_coarse_ms() - r->loaded_ms < w->cfg->route_ttl_ms;
 }
 
 /* ---- cache ---- */

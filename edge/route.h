@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edge/route_project.h"
 #include "edge/upstream.h"
 
 struct edge_worker;
@@ -28,35 +29,12 @@ enum route_kind {
     ROUTE_UNVERIFIED,     /* registered, DNS not verified yet */
 };
 
-/* What every route of one project shares: built once per project epoch
- * and route_ttl by the loader (which keeps the latest per project), so a
- * hostname costs a small route_t, not its own copy of the upstream
- * addresses (~1.4 KB) and key. Immutable once built; freed by the last
- * route_project_unref (the loader's table and every route hold one). */
-typedef struct route_project {
-    atomic_uint refs;
-    int64_t project_id;
-    uint64_t epoch;              /* project epoch when built */
-    int64_t made_ms;             /* monotonic: when the upstreams were resolved */
-    char *slug;
-    size_t slug_len;
-    upstream_addr_t up[2];       /* primary, fallback */
-    int n_up;
-    unsigned char *hmac_key;     /* secret */
-    size_t hmac_len;
-    int64_t max_body;            /* project maxBodyBytes, 0 = none */
-    int forward_metadata;        /* settings.forwardMetadata */
-} route_project_t;
-
-route_project_t *route_project_ref(route_project_t *p);
-void route_project_unref(route_project_t *p); /* NULL-safe */
-
 typedef struct route {
     atomic_uint refs;
     atomic_int dead;             /* set by MSG_DOMAIN_CHANGED */
     uint64_t serial;             /* unique per route object (signature cache key) */
     uint64_t epoch;              /* project epoch when loaded */
-    int64_t loaded_ms;           /* monotonic */
+    int64_t loaded_ms;           /* clock_coarse_ms (its project part's made_ms) */
     enum route_kind kind;
     char *host;                  /* stored after the struct */
     size_t host_len;

@@ -1,5 +1,6 @@
 /* strmap: a small chained hash map from byte-string keys to pointers, for a
- * worker's per-host tables (routes, pending lookups, parked handshakes).
+ * worker's per-host tables (routes, pending lookups, parked handshakes)
+ * and its upstream pools (keyed by origin).
  *
  * One thread only. The map copies keys; values are the caller's: the map
  * never frees them (strmap_free calls free_val on each, if given). */

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "edge/clienthello.h"
+#include "edge/clock.h"
 #include "edge/conn.h"
 #include "edge/loader.h"
 #include "edge/proxy.h"
@@ -229,7 +230,7 @@ static void step(conn_t *c)
         metrics_inc(w->hub->metrics, M_TLS_HANDSHAKES);
         if (SSL_session_reused(c->ssl))
             metrics_inc(w->hub->metrics, M_TLS_RESUMED);
-        metrics_observe_us(w->hub->metrics, H_TLS_HANDSHAKE, conn_now_us() - c->t0_us);
+        metrics_observe_us(w->hub->metrics, H_TLS_HANDSHAKE, clock_now_us() - c->t0_us);
         conn_want_write(c, 0);
         if (c->flags & CF_ACME) {
             log_info("tls.acme_validation", "host=%s peer=%s", c->host ? c->host : "-", c->ip);
@@ -571,7 +572,7 @@ static void hello(conn_t *c)
     case CH_OK:
         break;
     }
-    c->t0_us = conn_now_us();
+    c->t0_us = clock_now_us();
     decide(c, &ci);
 }
 

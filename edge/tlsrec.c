@@ -319,6 +319,12 @@ static uint8_t header_alert(const uint8_t *rec, size_t len)
     return AD_DECODE_ERROR;
 }
 
+void tlsrec_fail_header(tlsrec_t *r, const uint8_t *buf, size_t len)
+{
+    if (!r->failed && !r->rclosed)
+        (void)fail_with(r, header_alert(buf, len));
+}
+
 /* 0 or the alert to send. */
 static uint8_t handshake_msgs(tlsrec_t *r, const uint8_t *m, size_t n, int *send_update)
 {

@@ -85,8 +85,15 @@ void tlsrec_free(tlsrec_t *r);
 enum tlsrec_type { TLSREC_ALERT = 21, TLSREC_HANDSHAKE = 22, TLSREC_APPDATA = 23 };
 
 /* Length of the record starting at buf (header included) once its header
- * is there: 0 when fewer than 5 bytes, -1 when the header is invalid. */
+ * is there: 0 when fewer than 5 bytes, -1 when the header is invalid (then
+ * call tlsrec_fail_header before closing). */
 long tlsrec_record_len(const uint8_t *buf, size_t len);
+/* A header tlsrec_record_len refused (buf, len as given to it) is a fatal
+ * error like a record tlsrec_open refuses: afterwards tlsrec_alert names
+ * the alert it calls for (unexpected_message for another content type,
+ * record_overflow for a length over 2^14 + 256, decode_error otherwise).
+ * Nothing changes after close_notify or an earlier failure. */
+void tlsrec_fail_header(tlsrec_t *r, const uint8_t *buf, size_t len);
 
 /* Decrypts one whole record (rec, len = tlsrec_record_len) into out (room
  * for len bytes). Application data: returns its length (may be 0). 0 with

@@ -19,24 +19,37 @@
 #include "edge/proxy.h"
 #include "edge/worker.h"
 
+static upstream_t *target_new(edge_worker_t *w, const upstream_addr_t *a)
+{
+    int err = 0;
+    upstream_t *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    TAILQ_INIT(&u->idle);
+    u->addr = *a;
+    strmap_put(w->upstreams, u->addr.key, u->addr.key_len, u, &err);
+    if (err) {
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
 upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
 {
-    upstream_t *u;
-    for (u = w->upstreams; u; u = u->next)
-        if (strcmp(u->addr.key, a->key) == 0)
-            break;
-    if (!u) {
-        if (!(u = calloc(1, sizeof(*u))))
-            return NULL;
-        TAILQ_INIT(&u->idle);
+    upstream_t *u = strmap_get(w->upstreams, a->key, a->key_len);
+    if (!u)
+        return target_new(w, a);
+    /* Only a newer answer moves the target, so two projects whose parts
+     * resolved the same name at different times do not flip it (and flush
+     * its pool) request by request. */
+    if (!a->resolved || a->resolved_ms <= u->addr.resolved_ms)
+        return u;
+    if (a->addrlen != u->addr.addrlen || memcmp(&a->addr, &u->addr.addr, a->addrlen) != 0) {
         u->addr = *a;
-        u->next = w->upstreams;
-        w->upstreams = u;
-    } else if (a->resolved &&
-               (a->addrlen != u->addr.addrlen || memcmp(&a->addr, &u->addr.addr, a->addrlen) != 0)) {
-        /* Re-resolved to a new address: pooled connections go to the old one. */
-        u->addr = *a;
-        upstream_sweep_one(u, 0, 0);
+        upstream_sweep_one(u, 0, 0); /* pooled connections go to the old address */
+    } else {
+        u->addr.resolved_ms = a->resolved_ms;
     }
     return u;
 }
@@ -388,21 +401,34 @@ void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms)
     }
 }
 
+struct sweep {
+    int64_t now_ms, idle_ms;
+};
+
+static void sweep_each(const char *key, void *val, void *arg)
+{
+    const struct sweep *s = arg;
+    (void)key;
+    upstream_sweep_one(val, s->now_ms, s->idle_ms);
+}
+
 void upstream_sweep(edge_worker_t *w, int64_t now_ms, int64_t idle_ms)
 {
-    for (upstream_t *u = w->upstreams; u; u = u->next)
-        upstream_sweep_one(u, now_ms, idle_ms);
+    struct sweep s = { now_ms, idle_ms };
+    if (w->upstreams)
+        strmap_each(w->upstreams, sweep_each, &s);
+}
+
+static void target_free(void *p)
+{
+    upstream_t *u = p;
+    upstream_sweep_one(u, 0, 0);
+    SSL_SESSION_free(u->session);
+    free(u);
 }
 
 void upstream_table_free(edge_worker_t *w)
 {
-    upstream_t *u = w->upstreams;
-    while (u) {
-        upstream_t *nx = u->next;
-        upstream_sweep_one(u, 0, 0);
-        SSL_SESSION_free(u->session);
-        free(u);
-        u = nx;
-    }
+    strmap_free(w->upstreams, target_free);
     w->upstreams = NULL;
 }

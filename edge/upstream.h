@@ -32,9 +32,11 @@ struct conn;
 typedef struct upstream_addr {
     int tls;                         /* https:// */
     char key[UPSTREAM_KEY_MAX];      /* "http://host:port": the pool key */
+    size_t key_len;
     char host[256];
     uint16_t port;
     int resolved;                    /* addr is valid */
+    int64_t resolved_ms;             /* clock_coarse_ms when it was resolved */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 } upstream_addr_t;
@@ -53,7 +55,6 @@ typedef struct upstream {
     SSL_SESSION *session;            /* https: last session, for resumption */
     TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
     unsigned n_idle;
-    struct upstream *next;           /* worker's table */
 } upstream_t;
 
 enum uconn_state { UC_CONNECTING, UC_TLS, UC_READY };
@@ -74,8 +75,10 @@ struct uconn {
     TAILQ_ENTRY(uconn) link;
 };
 
-/* The worker's target for a, created on first use; its address is
- * refreshed from a when a is resolved. NULL when out of memory. */
+/* The worker's target for a (its table, w->upstreams, is keyed by
+ * a->key: one hash lookup), created on first use; its address is
+ * refreshed from a when a holds a newer resolution. NULL when out of
+ * memory. */
 upstream_t *upstream_get(struct edge_worker *w, const upstream_addr_t *a);
 void upstream_table_free(struct edge_worker *w);
 

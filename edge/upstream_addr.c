@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edge/clock.h"
 #include "edge/upstream.h"
 
 int upstream_addr_parse(const char *url, upstream_addr_t *out, const char **why)
@@ -56,6 +57,7 @@ int upstream_addr_parse(const char *url, upstream_addr_t *out, const char **why)
     out->port = (uint16_t)port;
     snprintf(out->key, sizeof(out->key), "%s://%s%s%s:%ld", out->tls ? "https" : "http",
              *p == '[' ? "[" : "", out->host, *p == '[' ? "]" : "", port);
+    out->key_len = strlen(out->key);
     return 0;
 }
 
@@ -76,6 +78,7 @@ int upstream_addr_resolve(upstream_addr_t *a)
     memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
     a->addrlen = res->ai_addrlen;
     a->resolved = 1;
+    a->resolved_ms = clock_coarse_ms();
     freeaddrinfo(res);
     return 0;
 }

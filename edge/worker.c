@@ -202,6 +202,9 @@ static void on_inbox(void *p, void *arg)
     case MSG_PROJECT_CHANGED:
         /* Rare: every route loaded before now is stale, in every worker. */
         atomic_fetch_add(&w->sh->epoch, 1);
+        /* After the bump: a deleted project's part (its key) goes now,
+         * not when the loader's timer comes round. */
+        loader_prune(w->sh->loader);
         break;
     case MSG_CONFIG:
         if (m->ptr && worker_apply_config(w, m->ptr) != 0)
@@ -305,7 +308,7 @@ edge_worker_t *worker_new(edge_shared_t *sh, int index, char **err)
         event_config_free(ec);
     }
     if (!w->base || iobuf_pool_init(&w->pool, POOL_SPARE_BLOCKS) != 0 || !(w->routes = strmap_new()) ||
-        !(w->lookups = strmap_new()) || !(w->parked = strmap_new()))
+        !(w->lookups = strmap_new()) || !(w->parked = strmap_new()) || !(w->upstreams = strmap_new()))
         goto fail;
     if (worker_apply_config(w, sh->hub->cfg) != 0)
         goto fail;

@@ -107,7 +107,7 @@ typedef struct edge_worker {
     strmap_t *lookups;               /* host -> pending lookup (route.c) */
     strmap_t *parked;                /* host -> parked handshakes (tls.c) */
     int n_lookups;
-    struct upstream *upstreams;      /* table (upstream.c) */
+    strmap_t *upstreams;             /* upstream_addr_t.key -> upstream_t (upstream.c) */
     void *req_free;                  /* proxy.c free list of request states */
     int n_req_free;
 

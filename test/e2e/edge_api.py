@@ -2,7 +2,8 @@
 the edge without a restart — a registration clears the negative cache
 (MSG_DOMAIN_CHANGED), metadata updates are forwarded at once, a soft delete
 stops serving on open and new connections, a project's new upstream is used
-(MSG_PROJECT_CHANGED)."""
+(MSG_PROJECT_CHANGED), a deleted project's shared route part (its HMAC key)
+is dropped at once."""
 
 import base64
 import json
@@ -22,7 +23,8 @@ TMP = tempfile.mkdtemp(prefix="edge-api-")
 UP = Upstream()
 UP2 = Upstream()
 CA = TestCA(os.path.join(TMP, "ca"))
-H = Hee(conf={"edge": {"negative_ttl": "10m", "handshake_wait": "1s"}})
+# debug: the loader logs when it drops project parts (edge.project_parts_dropped)
+H = Hee(conf={"edge": {"negative_ttl": "10m", "handshake_wait": "1s"}, "log": {"level": "debug"}})
 P = H.new_project("apiproj", upstream=UP.url, settings={"forwardMetadata": True})
 
 
@@ -135,6 +137,31 @@ def soft_delete_stops_serving():
     eventually(lambda: (lambda v: (v == ("alert", 112), v))(hello_verdict(H.tls_port, client_hello("late.api.test"))),
                "new handshakes refused")
     eventually(lambda: (lambda st: (st == 404, st))(plain_get("late.api.test")), "port 80 forgets it too")
+
+
+@test
+def project_delete_drops_its_part():
+    """The loader keeps one shared part per project (slug, upstreams, HMAC
+    key) for the routes it builds; once the project is deleted no route can
+    use it, so it goes with the change notice, not at restart. (The part
+    freed and its key wiped: unit test_edge_route_project, under ASan.)"""
+    # A project of its own: no project change notice may come between its
+    # part being built and the delete (each one prunes the table).
+    q = H.new_project("goneproj", upstream=UP.url)
+    r = q.post("/v1/edge/domains", {"hostname": "gone.api.test"})
+    expect(r.status in (200, 201), "registered: %r" % r)
+    make_servable("gone.api.test")
+    eventually(lambda: (lambda st: (st == 200, st))(echo("gone.api.test")[0]), "served (its part is built)")
+    r = q.delete("/v1/edge/domains/gone.api.test")
+    expect(r.status in (200, 204), "domain deleted: %r" % r)
+    eventually(lambda: (lambda v: (v == ("alert", 112), v))(hello_verdict(H.tls_port, client_hello("gone.api.test"))),
+               "its hostname refused")
+    before = H.stderr_text().count("edge.project_parts_dropped")
+    r = H.admin().delete("/v1/projects/goneproj")
+    expect(r.status in (200, 204), "project deleted: %r" % r)
+    eventually(lambda: (lambda n: (n > before, n))(H.stderr_text().count("edge.project_parts_dropped")),
+               "the deleted project's part dropped")
+    expect(H.alive(), "daemon unharmed")
 
 
 def teardown():

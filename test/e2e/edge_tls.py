@@ -305,6 +305,34 @@ def garbage_after_takeover_closes():
     known_name_handshakes()
 
 
+@test
+def bad_record_header_after_takeover_alerts():
+    """A record header the compact record layer refuses (another content
+    type, version or length) ends the connection with the alert RFC 8446
+    calls for, protected like every alert after the handshake."""
+    cases = ((b"\x16\x03\x03\x00\x28", "UNEXPECTED_MESSAGE"),  # handshake record
+             (b"\x17\x03\x01\x00\x28", "DECODE_ERROR"),        # version 0x0301
+             (b"\x17\x03\x03\x41\x01", "RECORD_OVERFLOW"))     # 2^14 + 257 bytes
+    for hdr, reason in cases:
+        t0 = metric(H, "hee_tls_record_takeovers_total")
+        s = tls_client(H, "ok.test", CA)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+        read_response(s)
+        expect(wait_metric(H, "hee_tls_record_takeovers_total", lambda v: v >= t0 + 1) >= t0 + 1,
+               "the idle connection was taken over")
+        sock = socket.socket(fileno=os.dup(s.fileno()))  # raw bytes under the TLS session
+        sock.sendall(hdr + bytes(40))
+        s.settimeout(5)
+        try:
+            got = "no error: %r" % s.recv(100)
+        except ssl.SSLError as e:
+            got = "%s %s" % (e.reason, e)
+        expect(reason in got, "%r → %s alert, got %s" % (hdr, reason, got))
+        sock.close()
+        s.close()
+    expect(H.alive(), "daemon unharmed")
+
+
 TAKEOVERS = "hee_tls_record_takeovers_total"
 
 

@@ -8,7 +8,9 @@
  * Input: byte 0 picks the suite (% 3); then chunks of flag(1) len(2, BE)
  * bytes(len). Flag bit 0: the bytes are sent as they are (a raw record
  * stream: headers, lengths and tags as hostile as they come); otherwise
- * they are the TLSInnerPlaintext of a correctly sealed record.
+ * they are the TLSInnerPlaintext of a correctly sealed record. Flag bit 1
+ * (raw only): a header tlsrec_record_len refuses goes to
+ * tlsrec_fail_header instead, as edge/conn.c does, which must name an alert.
  * Checks: no crash or over-read (ASan), opened data equals what was sealed,
  * a failure is final, eof stays eof, a KeyUpdate asked for can be answered. */
 #include <stdint.h>
@@ -87,7 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!copy)
                 break;
             memcpy(copy, b, n);
-            rc = tlsrec_open(r, copy, n, out, &eof, &upd);
+            if ((flag & 2) && !closed && tlsrec_record_len(copy, n) < 0) {
+                tlsrec_fail_header(r, copy, n);
+                if (tlsrec_alert(r) == -1)
+                    abort(); /* the peer must hear why */
+                rc = -1;
+            } else {
+                rc = tlsrec_open(r, copy, n, out, &eof, &upd);
+            }
             free(copy);
             if (rc >= 0 && !closed)
                 abort(); /* no forged record can pass the AEAD */

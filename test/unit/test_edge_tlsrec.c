@@ -546,6 +546,55 @@ static void ccs_after_handshake(void **st)
     fx_down(f);
 }
 
+/* A header tlsrec_record_len refuses is fatal too, with the alert RFC 8446
+ * 5.1/5.2/6.2 calls for (the caller never gets to tlsrec_open: edge/conn.c
+ * calls tlsrec_fail_header, then seals tlsrec_alert's alert), and the
+ * OpenSSL peer reads that alert. */
+static void bad_headers_name_their_alert(void **st)
+{
+    static const struct {
+        uint8_t h[5];
+        int alert, reason;
+    } cases[] = {
+        { { 22, 3, 3, 0, 40 }, AD_UNEXPECTED, SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE }, /* handshake */
+        { { 20, 3, 3, 0, 1 }, AD_UNEXPECTED, SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE },  /* change_cipher_spec */
+        { { 21, 3, 3, 0, 2 }, AD_UNEXPECTED, SSL_R_SSLV3_ALERT_UNEXPECTED_MESSAGE },  /* plaintext alert */
+        { { 23, 3, 1, 0, 40 }, AD_DECODE, SSL_R_TLSV1_ALERT_DECODE_ERROR },            /* version 0x0301 */
+        { { 23, 3, 3, 0, 16 }, AD_DECODE, SSL_R_TLSV1_ALERT_DECODE_ERROR },            /* shorter than a tag + type */
+        { { 23, 3, 3, (TLSREC_MAX_PLAIN + 257) >> 8, (TLSREC_MAX_PLAIN + 257) & 0xff }, AD_OVERFLOW,
+          SSL_R_TLSV1_ALERT_RECORD_OVERFLOW },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx *f = fx_up(NULL, 0, 0);
+        assert_int_equal(tlsrec_record_len(cases[i].h, 5), -1);
+        assert_int_equal(tlsrec_alert(f->r), -1);
+        tlsrec_fail_header(f->r, cases[i].h, 5);
+        expect_fatal(f, -1, cases[i].alert);
+        tlsrec_fail_header(f->r, (const uint8_t *)"\x17\x03\x03\xff\xff", 5); /* the first failure stands */
+        assert_int_equal(tlsrec_alert(f->r), cases[i].alert);
+        uint8_t alert[2] = { 2, (uint8_t)tlsrec_alert(f->r) }, buf[16];
+        server_write(&f->p, f->rec, tlsrec_seal_alert(f->r, alert, f->rec));
+        ERR_clear_error();
+        int n = -1, e = SSL_ERROR_WANT_READ;
+        for (int k = 0; k < 200 && e == SSL_ERROR_WANT_READ; k++) {
+            usleep(500);
+            n = SSL_read(f->p.c, buf, sizeof(buf));
+            e = SSL_get_error(f->p.c, n);
+        }
+        assert_int_equal(e, SSL_ERROR_SSL);
+        assert_int_equal(ERR_GET_REASON(ERR_peek_error()), cases[i].reason);
+        ERR_clear_error();
+        fx_down(f);
+    }
+    /* After close_notify the peer's bytes are ignored: nothing to answer. */
+    struct fx *f = fx_up(NULL, 0, 0);
+    assert_int_equal(fx_send(f, TLSREC_ALERT, "\x01\x00", 2, 0), 0);
+    assert_int_equal(f->eof, 1);
+    tlsrec_fail_header(f->r, (const uint8_t *)"\x16\x03\x03\x00\x20", 5);
+    assert_int_equal(tlsrec_alert(f->r), -1);
+    fx_down(f);
+}
+
 /* Lengths below a header, below type byte + tag, or disagreeing with the
  * header never reach the AEAD (no read outside the record). */
 static void short_records(void **st)
@@ -930,6 +979,7 @@ int main(void)
         cmocka_unit_test(oversize_records),
         cmocka_unit_test(bad_inner_types),
         cmocka_unit_test(ccs_after_handshake),
+        cmocka_unit_test(bad_headers_name_their_alert),
         cmocka_unit_test(short_records),
         cmocka_unit_test(handshake_messages),
         cmocka_unit_test(empty_records_bounded),

@@ -156,10 +156,12 @@ static void upstream_urls(void **st)
     assert_int_equal(a.port, 8080);
     assert_false(a.tls);
     assert_string_equal(a.key, "http://127.0.0.1:8080");
+    assert_int_equal(a.key_len, strlen(a.key)); /* the worker's pool table key */
     assert_int_equal(upstream_addr_parse("https://app.internal/base/path?x=1", &a, &why), 0);
     assert_true(a.tls);
     assert_int_equal(a.port, 443);
     assert_string_equal(a.key, "https://app.internal:443");
+    assert_int_equal(a.key_len, strlen(a.key));
     assert_int_equal(upstream_addr_parse("http://[::1]:9000/", &a, &why), 0);
     assert_string_equal(a.host, "::1");
     assert_string_equal(a.key, "http://[::1]:9000");
@@ -175,8 +177,10 @@ static void upstream_urls(void **st)
         assert_non_null(why);
     }
     assert_int_equal(upstream_addr_parse("http://127.0.0.1:81", &a, &why), 0);
+    assert_int_equal(a.resolved_ms, 0);
     assert_int_equal(upstream_addr_resolve(&a), 0);
     assert_true(a.resolved);
+    assert_true(a.resolved_ms > 0); /* newer answers move a worker's target (upstream_get) */
     assert_int_equal(a.addr.ss_family, AF_INET);
     assert_int_equal(ntohs(((struct sockaddr_in *)&a.addr)->sin_port), 81);
     assert_int_equal(upstream_addr_parse("http://[::1]:82", &a, &why), 0);
