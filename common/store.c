@@ -36,6 +36,7 @@ struct store {
     sqlite3 *db;
     atomic_uint_least64_t *commits; /* shared with the process's other read-write handles; NULL: not counted */
     enum store_mode mode;
+    int nowait;                  /* store_set_nowait: busy → STORE_BUSY at once */
     int in_tx;
     unsigned nstmts;
     struct {
@@ -146,7 +147,7 @@ store_t *store_open(const char *path, enum store_mode mode, char **err)
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_WAIT_MS);
     if (mode == STORE_RW) {
         /* WAL lets edge readers run beside the writer; FULL makes every
          * commit durable before we acknowledge it. */
@@ -213,10 +214,22 @@ sqlite3 *store_db(store_t *s)
     return s->db;
 }
 
+void store_set_nowait(store_t *s, int on)
+{
+    s->nowait = on != 0;
+    /* 0 removes the busy handler: SQLITE_BUSY comes back without a sleep. */
+    sqlite3_busy_timeout(s->db, on ? 0 : STORE_BUSY_WAIT_MS);
+}
+
 int store_fail(store_t *s, const char *what)
 {
-    log_error("store.error", "op=%s code=%d error=\"%s\"", what,
-              sqlite3_extended_errcode(s->db), sqlite3_errmsg(s->db));
+    int code = sqlite3_extended_errcode(s->db);
+    if (s->nowait && (code & 0xff) == SQLITE_BUSY) {
+        /* Expected on a no-wait handle: its caller keeps the work and retries. */
+        log_debug("store.busy", "op=%s code=%d", what, code);
+        return STORE_BUSY;
+    }
+    log_error("store.error", "op=%s code=%d error=\"%s\"", what, code, sqlite3_errmsg(s->db));
     return STORE_ERR;
 }
 

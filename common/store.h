@@ -25,6 +25,8 @@ enum store_rc {
     STORE_ERR = -1,       /* I/O, corruption, busy past the timeout: logged */
     STORE_NOTFOUND = -2,
     STORE_CONFLICT = -3,  /* a uniqueness rule refused the write */
+    STORE_BUSY = -4,      /* no-wait handle only (store_set_nowait): another
+                           * connection holds the lock; nothing was done */
 };
 
 enum store_mode { STORE_RW, STORE_RO };
@@ -46,6 +48,17 @@ int store_begin(store_t *s);
 int store_commit(store_t *s);
 void store_rollback(store_t *s);
 int store_in_tx(const store_t *s);
+
+/* Lock waits. By default a statement that finds another connection's lock
+ * (another thread's or process's write transaction) waits for it in
+ * SQLite's busy handler, up to STORE_BUSY_WAIT_MS, blocking its thread. A
+ * no-wait handle (on = 1) never sleeps: store_begin and any statement that
+ * meets a held lock fail at once with STORE_BUSY (logged at debug level
+ * only), so a loop can keep its batch and try again from a timer. Reads
+ * in WAL mode take no lock a writer holds, so in practice only writes see
+ * it. on = 0 restores the wait (e.g. for a last flush at shutdown). */
+#define STORE_BUSY_WAIT_MS 5000
+void store_set_nowait(store_t *s, int on);
 
 /* Forces a WAL checkpoint (clean shutdown). */
 int store_checkpoint(store_t *s);

@@ -186,6 +186,10 @@ static struct control *half_new(hub_t *hub, int background, char **err)
     /* Resolve's read-lock pin (control thread) then sees the background
      * thread's commits at once, as it sees the control thread's own. */
     store_count_commits(c->store, &hub->store_commits);
+    /* The background loop never sleeps on a lock: its batches wait in
+     * memory and retry (hooks.c, verify.c; ARCHITECTURE.md "Store"). */
+    if (background)
+        store_set_nowait(c->store, 1);
     if (!(c->curl = curlev_new(c->base))) {
         *err = strdup("cannot initialise libcurl");
         goto fail;

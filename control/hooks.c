@@ -43,7 +43,20 @@
  * with FLUSH_MAX waiting: under load, one fsync records many attempts, and
  * the control loop (which also commits the API's registrations) spends its
  * time sending, not syncing. A crash before the flush loses only the
- * record: the delivery is still 'pending' and goes again, same webhook-id. */
+ * record: the delivery is still 'pending' and goes again, same webhook-id.
+ *
+ * The background thread's store handle never waits for a lock
+ * (store_set_nowait): when another connection holds the write lock — the
+ * control thread's commit, the CLI, a backup — a write fails at once with
+ * STORE_BUSY instead of sleeping in SQLite's busy handler with the loop
+ * stopped. The flush then keeps its batch (parks and results, in order)
+ * and a retry timer tries again, BUSY_RETRY_MIN_MS doubling to
+ * BUSY_RETRY_MAX_MS; results of later answers join the same batch.
+ * Meanwhile requests still go out, but can_send() bounds what waits in
+ * memory (FLUSH_MAX results beyond the wire, PARKS_MAX parks), so a lock
+ * held for minutes stops new work instead of growing the batch. A re-read
+ * of the per-domain queues that finds the lock taken is retried the same
+ * way, and no walk runs on the old queues meanwhile. */
 #include "control/hooks.h"
 
 #include <curl/curl.h>
@@ -70,6 +83,9 @@
 #define FLUSH_DELAY_US 2000      /* a result the domain's next delivery waits for: this long to share a transaction */
 #define FLUSH_LAZY_US 20000      /* any other result (its connection is already free): this long */
 #define FLUSH_MAX 256            /* …or until this many are waiting */
+#define PARKS_MAX (4 * PASS_PARKS_MAX) /* parks waiting in memory past which walks stop (flush cannot commit) */
+#define BUSY_RETRY_MIN_MS 5      /* the write lock was taken: the first retry of the batch after this… */
+#define BUSY_RETRY_MAX_MS 250    /* …doubling each time up to this */
 #define TIMER_MAX_MS 1000        /* rows written by other processes (CLI) are seen within this */
 #define PURGE_EVERY_MS 60000
 #define PURGE_BATCH 500
@@ -153,6 +169,9 @@ struct hooks {
     hook_sched_t sched;
     struct policy_ref *pol;
     struct event *kick_ev, *timer_ev, *flush_ev, *purge_ev;
+    struct event *retry_ev;      /* pending while a write waits for the store's lock */
+    int busy_ms;                 /* its last delay (backoff); 0 after a write went through */
+    int rebuild_wanted;          /* the per-domain queues must be re-read before the next walk */
     struct job *inflight;        /* requests on the wire (deliveries and tests) */
     struct job *done, *done_tail;/* answered, not yet recorded */
     int ninflight;               /* deliveries on the wire or waiting to be recorded */
@@ -173,7 +192,7 @@ struct hooks {
 };
 
 static void pass(struct hooks *h);
-static void flush(struct hooks *h);
+static int flush(struct hooks *h);
 static void arm_timer(struct hooks *h, int64_t delay_ms);
 
 /* ------------------------------------------------------------ event types -- */
@@ -364,11 +383,12 @@ static void off_wire(struct job *j)
 }
 
 /* Room for another request: [webhooks] concurrency on the wire, and a bound
- * on answered results waiting for the flush (FLUSH_MAX starts it at once). */
+ * on answered results and parks waiting for the flush (FLUSH_MAX starts it
+ * at once, so only a flush that cannot commit reaches these bounds). */
 static int can_send(const struct hooks *h)
 {
     int limit = h->c->cfg->hook_concurrency;
-    return h->nwire < limit && h->ninflight < limit + FLUSH_MAX;
+    return h->nwire < limit && h->ninflight < limit + FLUSH_MAX && h->nparks < PARKS_MAX;
 }
 
 static void untrack(struct hooks *h, struct job *j)
@@ -579,40 +599,55 @@ static int rebuild_row(const char *ep, int64_t domain_id, int64_t id, int64_t ne
     return 0;
 }
 
+static void retry_later(struct hooks *h);
+
 /* Reads the per-domain queues from the store and lets every queue's head
- * (and every delivery of an unordered endpoint) go. 0 or -1. */
+ * (and every delivery of an unordered endpoint) go. STORE_OK, STORE_ERR
+ * (the previous queues stay), or STORE_BUSY: the write lock was taken, the
+ * re-read is retried from the retry timer and no walk runs until then. */
 static int order_rebuild(struct hooks *h)
 {
     store_t *s = h->c->store;
     /* Parks still in memory were decided on the old queues: write them
      * first, so the heads the rebuild releases stay released. */
-    flush(h);
+    int rc = flush(h);
+    if (rc == STORE_BUSY) {
+        h->rebuild_wanted = 1;
+        return rc;
+    }
     int64_t now = util_now_ms();
     struct rebuild r = { .h = h };
-    int rc = store_hook_pending_order(s, rebuild_row, &r) == STORE_OK && !r.failed ? 0 : -1;
-    if (rc == 0 && store_begin(s) == STORE_OK) {
-        for (size_t i = 0; rc == 0 && i < r.nunpark; i++)
-            rc = store_hook_unpark_id(s, r.unpark[i], now) == STORE_OK ? 0 : -1;
-        if (rc == 0)
-            rc = store_hook_unpark_unordered(s, now) == STORE_OK ? 0 : -1;
-        if (rc == 0)
-            rc = store_commit(s) == STORE_OK ? 0 : -1;
+    rc = store_hook_pending_order(s, rebuild_row, &r);
+    if (rc == STORE_OK && r.failed)
+        rc = STORE_ERR;
+    if (rc == STORE_OK && (rc = store_begin(s)) == STORE_OK) {
+        for (size_t i = 0; rc == STORE_OK && i < r.nunpark; i++)
+            rc = store_hook_unpark_id(s, r.unpark[i], now);
+        if (rc == STORE_OK)
+            rc = store_hook_unpark_unordered(s, now);
+        if (rc == STORE_OK)
+            rc = store_commit(s);
         else
             store_rollback(s);
-    } else {
-        rc = -1;
     }
     free(r.unpark);
-    if (rc != 0) {
+    if (rc != STORE_OK)
         order_clear(&r.o);
+    if (rc == STORE_BUSY) {
+        h->rebuild_wanted = 1;
+        retry_later(h);
+        return rc;
+    }
+    h->rebuild_wanted = 0;
+    if (rc != STORE_OK) {
         log_error("hook.order_failed", "%s", "note=\"per-domain queues not re-read; kept the previous ones\"");
-        return -1;
+        return STORE_ERR;
     }
     order_clear(&h->order);
     h->order = r.o;
     h->cur_at = h->cur_id = h->head_at = h->head_id = CURSOR_START;
     log_debug("hook.order_loaded", "queues=%zu", h->order.count);
-    return 0;
+    return STORE_OK;
 }
 
 /* ------------------------------------------------------------------ jobs -- */
@@ -839,6 +874,8 @@ static void test_finish(struct job *j)
 static void schedule_flush(struct hooks *h, int urgent)
 {
     int64_t delay = urgent ? FLUSH_DELAY_US : FLUSH_LAZY_US, now = mono_us();
+    if (evtimer_pending(h->retry_ev, NULL))
+        return; /* the retry writes the whole batch; trying sooner finds the lock taken */
     if (h->ndone + h->nparks >= FLUSH_MAX) {
         event_active(h->flush_ev, 0, 0);
     } else if (!evtimer_pending(h->flush_ev, NULL) || now + delay < h->flush_at) {
@@ -993,14 +1030,26 @@ static int record_one(struct hooks *h, struct job *j, int64_t now)
     return 0;
 }
 
-/* Records every answered job in one transaction, then looks for more work. */
-static void flush(struct hooks *h)
+/* Records every answered job and decided park in one transaction.
+ * STORE_BUSY: the write lock was taken and nothing was written; the batch
+ * stays as it is (later results join its tail) and the retry timer is
+ * armed. Otherwise the batch is gone: STORE_OK, or STORE_ERR (logged; the
+ * deliveries are still pending and go again). */
+static int flush(struct hooks *h)
 {
     if (!h->done && !h->nparks)
-        return;
+        return STORE_OK;
     store_t *s = h->c->store;
     int64_t now = util_now_ms();
-    int ok = store_begin(s) == STORE_OK;
+    int rc = store_begin(s);
+    if (rc == STORE_BUSY) {
+        /* Nothing of the batch was decided yet (record_one's retry time,
+         * logs and counters come after BEGIN): the retry does it all. */
+        retry_later(h);
+        return rc;
+    }
+    h->busy_ms = 0;
+    int ok = rc == STORE_OK;
     /* Parks first: a result recorded below may unpark one of them (its
      * predecessor leaving), and that must win. */
     for (int i = 0; ok && i < h->nparks; i++)
@@ -1029,12 +1078,45 @@ static void flush(struct hooks *h)
     }
     h->done_tail = NULL;
     h->ndone = 0;
+    return ok ? STORE_OK : STORE_ERR;
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct hooks *h = arg;
+    if (evtimer_pending(h->retry_ev, NULL))
+        return; /* the retry flushes, then passes */
     flush(h);
+    pass(h);
+}
+
+/* A write found the store's lock taken: try again later, backing off while
+ * it stays taken. One timer for everything waiting (the batch, a re-read). */
+static void retry_later(struct hooks *h)
+{
+    if (h->stopping || evtimer_pending(h->retry_ev, NULL))
+        return;
+    int was = h->busy_ms;
+    h->busy_ms = h->busy_ms ? h->busy_ms * 2 : BUSY_RETRY_MIN_MS;
+    if (h->busy_ms > BUSY_RETRY_MAX_MS)
+        h->busy_ms = BUSY_RETRY_MAX_MS;
+    /* Commits take milliseconds: a lock held this long (~0.3 s) is worth
+     * one line per episode (a CLI or backup holding a transaction open). */
+    if (h->busy_ms == BUSY_RETRY_MAX_MS && was < BUSY_RETRY_MAX_MS)
+        log_warn("hook.store_busy", "results=%d parks=%d note=\"the store's write lock is held elsewhere; "
+                 "records wait in memory and retry every %d ms\"", h->ndone, h->nparks, BUSY_RETRY_MAX_MS);
+    struct timeval tv = { h->busy_ms / 1000, (suseconds_t)(h->busy_ms % 1000) * 1000 };
+    evtimer_add(h->retry_ev, &tv);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct hooks *h = arg;
+    /* order_rebuild flushes first. */
+    int rc = h->rebuild_wanted ? order_rebuild(h) : flush(h);
+    if (rc == STORE_BUSY)
+        return; /* re-armed, with a longer delay */
+    h->busy_ms = 0;
     pass(h);
 }
 
@@ -1202,7 +1284,9 @@ static void pass(struct hooks *h)
 {
     struct walk w = { 0 };
     int64_t now = util_now_ms();
-    if (h->stopping || h->in_pass)
+    /* With the queues waiting to be re-read, a walk would decide on old
+     * ones; the retry re-reads them and passes. */
+    if (h->stopping || h->in_pass || h->rebuild_wanted)
         return;
     h->in_pass = 1;
     if (can_send(h))
@@ -1219,7 +1303,7 @@ static void pass(struct hooks *h)
     int64_t next = 0, delay = TIMER_MAX_MS;
     if (!w.at_end && !explore_due)
         delay = EXPLORE_EVERY_MS;
-    if (w.nparks >= PASS_PARKS_MAX) {
+    if (w.nparks >= PASS_PARKS_MAX && !evtimer_pending(h->retry_ev, NULL)) {
         /* Bounded work per loop turn: write these parks, then walk on. */
         event_active(h->flush_ev, 0, 0);
         return;
@@ -1232,9 +1316,21 @@ static void pass(struct hooks *h)
      * timer fires up to a coarse-clock tick early, a niced thread is
      * preempted — is still counted as coming. Asked from a later clock, such
      * a row was neither walked nor coming, and waited TIMER_MAX_MS. Its
-     * delay is then <= 0: walk again at once (arm_timer's 1 ms). */
-    if (w.at_end && store_hook_next_due(h->c->store, now, &next) == STORE_OK)
-        delay = next - util_now_ms();
+     * delay is then <= 0: walk again at once (arm_timer's 1 ms).
+     *
+     * A walk that stopped early with a request slot still free stopped on
+     * a run of rows it could not use (a busy endpoint's backlog): another
+     * endpoint's retry may fall due before anything answers there, so the
+     * next due time counts then too, if sooner. With every slot taken
+     * (or the batch at its bound) it is not asked: the answer that frees
+     * a slot kicks the next pass (on_done), the flush too, and waking at
+     * due times would only run passes that cannot send. */
+    int early = !w.at_end;
+    if ((!early || can_send(h)) && store_hook_next_due(h->c->store, now, &next) == STORE_OK) {
+        int64_t due = next - util_now_ms();
+        if (!early || due < delay)
+            delay = due;
+    }
     arm_timer(h, delay);
 }
 
@@ -1282,16 +1378,19 @@ static void on_purge(evutil_socket_t fd, short what, void *arg)
     /* Never purge what may still be retried. */
     int64_t keep_s = cfg->hook_retention_s > cfg->hook_max_age_s ? cfg->hook_retention_s : cfg->hook_max_age_s;
     int deleted = 0;
-    if (store_hook_purge(h->c->store, now - keep_s * 1000, PURGE_BATCH, &deleted) == STORE_OK && deleted > 0)
+    int rc = store_hook_purge(h->c->store, now - keep_s * 1000, PURGE_BATCH, &deleted);
+    if (rc == STORE_OK && deleted > 0)
         log_info("hook.purged", "rows=%d", deleted);
-    /* A purge may take pending deliveries of long-disabled endpoints. */
+    /* A purge may take pending deliveries of long-disabled endpoints. A
+     * re-read that finds the lock taken is retried by the retry timer. */
     if (deleted > 0 || now - h->last_sweep_ms >= SWEEP_EVERY_MS) {
         h->last_sweep_ms = now;
-        if (order_rebuild(h) == 0)
+        if (order_rebuild(h) == STORE_OK)
             hooks_kick(h);
     }
-    /* A full batch means more is waiting: keep chipping at it. */
-    struct timeval tv = { deleted >= PURGE_BATCH ? 1 : PURGE_EVERY_MS / 1000, 0 };
+    /* A full batch means more is waiting, and a purge that found the lock
+     * taken did nothing: try again soon. */
+    struct timeval tv = { deleted >= PURGE_BATCH || rc == STORE_BUSY ? 1 : PURGE_EVERY_MS / 1000, 0 };
     evtimer_add(h->purge_ev, &tv);
 }
 
@@ -1384,12 +1483,15 @@ hooks_t *hooks_new(struct control *c, char **err)
     h->timer_ev = evtimer_new(c->base, on_timer, h);
     h->flush_ev = evtimer_new(c->base, on_flush, h);
     h->purge_ev = evtimer_new(c->base, on_purge, h);
-    if (!h->kick_ev || !h->timer_ev || !h->flush_ev || !h->purge_ev) {
+    h->retry_ev = evtimer_new(c->base, on_retry, h);
+    if (!h->kick_ev || !h->timer_ev || !h->flush_ev || !h->purge_ev || !h->retry_ev) {
         *err = strdup("cannot create webhook timers");
         goto fail;
     }
     h->last_sweep_ms = util_now_ms();
-    if (order_rebuild(h) != 0) {
+    /* The lock taken (STORE_BUSY) is no reason not to start: the re-read
+     * is retried, and nothing is sent before it succeeds. */
+    if (order_rebuild(h) == STORE_ERR) {
         *err = strdup("cannot read the webhook outbox");
         goto fail;
     }
@@ -1413,6 +1515,10 @@ void hooks_stop(hooks_t *h)
     if (!h || h->stopping)
         return;
     h->stopping = 1;
+    /* The loop ends after this: the last batch may wait for the lock like
+     * any handle's write (what it records is not sent again after the
+     * restart). */
+    store_set_nowait(h->c->store, 0);
     flush(h);
     while (h->inflight) {
         struct job *j = h->inflight;
@@ -1427,7 +1533,7 @@ void hooks_stop(hooks_t *h)
         untrack(h, j);
         job_free(j);
     }
-    struct event *evs[] = { h->kick_ev, h->timer_ev, h->flush_ev, h->purge_ev };
+    struct event *evs[] = { h->kick_ev, h->timer_ev, h->flush_ev, h->purge_ev, h->retry_ev };
     for (size_t i = 0; i < UTIL_ARRAY_LEN(evs); i++)
         if (evs[i])
             event_del(evs[i]);
@@ -1446,6 +1552,8 @@ void hooks_free(hooks_t *h)
         event_free(h->flush_ev);
     if (h->purge_ev)
         event_free(h->purge_ev);
+    if (h->retry_ev)
+        event_free(h->retry_ev);
     policy_put(h->pol);
     order_clear(&h->order);
     free(h->parks);

@@ -21,6 +21,15 @@
  * thousands of probes per second into tens of fsyncs; an API or edge request
  * flushes at once. No transaction is open while a probe runs.
  *
+ * The background thread's store handle never waits for a lock
+ * (store_set_nowait): a flush that finds the write lock taken (the control
+ * thread's commit, the CLI) writes nothing and keeps its batch, in order;
+ * a retry timer tries again (VERIFY_BUSY_MIN_MS doubling to
+ * VERIFY_BUSY_MAX_MS) and later results join it. Probes go on meanwhile
+ * until claim_room's bound (twice [verify] concurrency scheduler jobs,
+ * finished ones included) stops the sweep: however long the lock is held,
+ * memory stays bounded.
+ *
  * Edge hints (a handshake is parked on an unverified host) probe at once,
  * at most once per host per [verify] first_request_probe, remembered in a
  * fixed-size set-associative table, so memory stays bounded whatever the
@@ -50,6 +59,8 @@
 #define VERIFY_BATCH 500         /* most domains claimed at once */
 #define VERIFY_FLUSH_BATCH 256   /* done jobs that force a flush */
 #define VERIFY_FLUSH_DELAY_MS 50 /* otherwise results wait this long to share a commit */
+#define VERIFY_BUSY_MIN_MS 5     /* the write lock was taken: the first retry of the batch after this… */
+#define VERIFY_BUSY_MAX_MS 250   /* …doubling each time up to this */
 #define VERIFY_TICK_MS 1000
 #define VERIFY_ID_BUCKETS 4096
 #define VERIFY_MAX_SERVERS 8
@@ -107,6 +118,8 @@ struct verify {
     char **addrs;
     size_t naddrs;
     struct event *tick_ev, *flush_ev, *claim_ev;
+    struct event *retry_ev;      /* pending while the batch waits for the store's lock */
+    int busy_ms;                 /* its last delay (backoff); 0 after a flush went through */
     bool flush_armed;
     struct job_list running, done;
     size_t nrunning, ndone, nsched, nhint, napi;
@@ -495,7 +508,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg);
 
 static void want_flush(struct verify *v, bool now)
 {
-    if (v->stopping)
+    /* While the lock is taken the retry timer flushes: sooner finds it taken. */
+    if (v->stopping || evtimer_pending(v->retry_ev, NULL))
         return;
     if (now || v->ndone >= VERIFY_FLUSH_BATCH || v->ndone >= (size_t)v->c->cfg->probe_concurrency) {
         event_active(v->flush_ev, EV_TIMEOUT, 0);
@@ -781,6 +795,23 @@ static void settle(struct verify *v, struct job_list *batch, bool committed)
 
 static void claim(struct verify *v);
 
+/* The write lock was taken: the batch stays in v->done, a timer tries
+ * again, backing off while the lock stays taken. */
+static void retry_later(struct verify *v)
+{
+    if (v->stopping || evtimer_pending(v->retry_ev, NULL))
+        return;
+    int was = v->busy_ms;
+    v->busy_ms = v->busy_ms ? v->busy_ms * 2 : VERIFY_BUSY_MIN_MS;
+    if (v->busy_ms > VERIFY_BUSY_MAX_MS)
+        v->busy_ms = VERIFY_BUSY_MAX_MS;
+    if (v->busy_ms == VERIFY_BUSY_MAX_MS && was < VERIFY_BUSY_MAX_MS) /* ~0.3 s: once per episode */
+        log_warn("verify.store_busy", "results=%zu note=\"the store's write lock is held elsewhere; results "
+                 "wait in memory and retry every %d ms\"", v->ndone, VERIFY_BUSY_MAX_MS);
+    struct timeval tv = { v->busy_ms / 1000, (suseconds_t)(v->busy_ms % 1000) * 1000 };
+    evtimer_add(v->retry_ev, &tv);
+}
+
 static void flush(struct verify *v)
 {
     struct job_list batch = TAILQ_HEAD_INITIALIZER(batch);
@@ -788,10 +819,17 @@ static void flush(struct verify *v)
     verify_sched_t sc;
     if (v->ndone == 0)
         return;
+    int rc = store_begin(s);
+    if (rc == STORE_BUSY) {
+        /* Nothing was decided yet (record() runs inside the transaction). */
+        retry_later(v);
+        return;
+    }
+    v->busy_ms = 0;
     TAILQ_CONCAT(&batch, &v->done, link);
     v->ndone = 0;
     sched_of(v->c->cfg, &sc);
-    bool ok = store_begin(s) == STORE_OK;
+    bool ok = rc == STORE_OK;
     for (struct job *j = TAILQ_FIRST(&batch); ok && j; j = TAILQ_NEXT(j, link))
         ok = record(v, j, &sc) == STORE_OK;
     if (ok && store_commit(s) == STORE_OK) {
@@ -812,10 +850,16 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     struct verify *v = arg;
     event_del(v->flush_ev);
     v->flush_armed = false;
-    flush(v);
+    if (!evtimer_pending(v->retry_ev, NULL)) /* else the retry flushes */
+        flush(v);
     maybe_swap(v);
     if (v->more)
         claim(v);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    on_flush(fd, what, arg);
 }
 
 /* ---- the scheduler ------------------------------------------------------- */
@@ -1064,7 +1108,8 @@ struct verify *verify_new(struct control *c, char **err)
     if (remember_dns_config(v, c->cfg) != 0 || load_addrs(v, c->cfg->edge_addresses) != 0 ||
         !(v->tick_ev = event_new(c->base, -1, EV_PERSIST, on_tick, v)) ||
         !(v->flush_ev = event_new(c->base, -1, 0, on_flush, v)) ||
-        !(v->claim_ev = event_new(c->base, -1, 0, on_claim, v)) || arm_tick(v) != 0) {
+        !(v->claim_ev = event_new(c->base, -1, 0, on_claim, v)) ||
+        !(v->retry_ev = evtimer_new(c->base, on_retry, v)) || arm_tick(v) != 0) {
         *err = strdup("cannot set up verification: out of memory");
         goto fail;
     }
@@ -1105,6 +1150,8 @@ void verify_stop(struct verify *v)
         event_del(v->flush_ev);
     if (v->claim_ev)
         event_del(v->claim_ev);
+    if (v->retry_ev)
+        event_del(v->retry_ev);
     while ((j = TAILQ_FIRST(&v->running))) {
         TAILQ_REMOVE(&v->running, j, link);
         v->nrunning--;
@@ -1116,7 +1163,10 @@ void verify_stop(struct verify *v)
         job_free(j);
     }
     v->stopping = true;
-    flush(v); /* results already in hand are worth keeping */
+    /* Results already in hand are worth keeping, and the loop ends after
+     * this: the last flush may wait for the lock like any handle's. */
+    store_set_nowait(v->c->store, 0);
+    flush(v);
 }
 
 void verify_free(struct verify *v)
@@ -1143,6 +1193,8 @@ void verify_free(struct verify *v)
         event_free(v->flush_ev);
     if (v->claim_ev)
         event_free(v->claim_ev);
+    if (v->retry_ev)
+        event_free(v->retry_ev);
     probe_ctx_free(v->probes);
     dns_resolver_free(v->resolver);
     free_addrs(v);

@@ -2,7 +2,9 @@
 """hooks_crash: kill -9 of hee between a state change and its delivery, while
 a delivery is on the wire, and between a delivery's 2xx and the batched
 commit of its record. After a restart every event is delivered; a duplicate
-only ever repeats the same webhook-id (at-least-once)."""
+only ever repeats the same webhook-id (at-least-once). And with the store's
+write lock held by another connection: the background loop keeps running
+(its writes do not wait for the lock) and the record commits once it is free."""
 
 import signal
 import sqlite3
@@ -179,6 +181,31 @@ UNRECORDED = ("pending", 0, 0, 0)
 RECORDED = ("succeeded", 1, 1, 1)
 
 
+def background_loop_runs(p, ep, r):
+    """While another connection holds the write lock and the delivery record
+    waits for it: the background thread — the one that flushes webhook
+    records — still sends. A test send is made by that thread's loop (the
+    API on the control thread only relays it) and reaches the receiver only
+    if the loop is not asleep in SQLite's busy handler (which it was, for up
+    to 5 s, before its writes stopped waiting for the lock)."""
+    time.sleep(0.3)  # the flush (20 ms after the answer) has met the lock
+    t0 = time.monotonic()
+    t = p.post("/v1/webhook-endpoints/%s/test" % ep["id"], {"type": "ssl.issued"})
+    took = time.monotonic() - t0
+    expect(t.status == 200, "test send: %r" % t)
+    res = t.json()["test"]
+    expect(res["delivered"] is True, "test send delivered: %r" % res)
+    expect(any(d.msg_id == res["eventId"] for d in r.events()), "the receiver got the test send")
+    expect(took < 2.0, "the background loop answered a test send in %.2f s with the lock held" % took)
+    print("     lock held: test send through the background loop took %.0f ms" % (took * 1000), flush=True)
+    return res["eventId"]
+
+
+def delivered(got, test_ids):
+    """Deliveries, test sends left out."""
+    return [d for d in got if d.msg_id not in test_ids]
+
+
 def kill_after_2xx(held):
     """One round; returns True when the kill landed before the record."""
     h = Hee(hook_conf(retry_schedule="200ms"))
@@ -202,6 +229,9 @@ def kill_after_2xx(held):
             deadline = time.monotonic() + 10
             while delivered_attempts(metrics) < 1:
                 expect(time.monotonic() < deadline, "hee never read the 2xx")
+            tests = {background_loop_runs(p, ep, r)} if held else set()
+            if held:
+                expect(delivery_record(h, first_id) == UNRECORDED, "lock held: not recorded yet")
             killed_at = time.monotonic()
             h.kill(signal.SIGKILL)
             for db in lock:
@@ -232,7 +262,7 @@ def kill_after_2xx(held):
 
             r.wait_for(settled, timeout=15)
             wait_until(lambda: pending(h) == 0, what="outbox drained")
-            got = r.events()
+            got = delivered(r.events(), tests)
             copies = [d for d in got if d.msg_id == first_id]
             # At-least-once, no more: re-sent only when its record was lost.
             expect(len(copies) == want_first, "%s sent %d times, want %d: %r"
@@ -247,6 +277,52 @@ def kill_after_2xx(held):
             expect(delivery_record(h, barrier_id) == RECORDED, "barrier: %r" % (delivery_record(h, barrier_id),))
         h.stop()
         return hit
+    finally:
+        for db in lock:
+            db.close()
+        h.cleanup()
+
+
+@test
+def record_waits_for_lock_then_commits():
+    """The write lock is held from before a 2xx until well after it: the
+    background loop keeps working meanwhile (a test send goes through it),
+    and once the lock is free the batched record commits — the delivery is
+    marked once and never sent again."""
+    h = Hee(hook_conf(retry_schedule="200ms"))
+    lock = []
+    try:
+        p = h.new_project("acme")
+        metrics = h.client()
+        with SignallingReceiver([]) as r:
+            ep = create_endpoint(p, r.url, ["domain.created"])
+            r.set_secrets([ep["secret"]])
+
+            def hold_write_lock():
+                db = sqlite3.connect(h.db_path, timeout=5, isolation_level=None, check_same_thread=False)
+                db.execute("BEGIN IMMEDIATE")
+                lock.append(db)
+            r.before_answer = hold_write_lock
+            add_domain(p, "held.example.com")
+            first_id, _ = r.wait_answered()
+            wait_until(lambda: delivered_attempts(metrics) >= 1, what="hee read the 2xx")
+            tests = {background_loop_runs(p, ep, r)}
+            # The flush retries, backing off; past ~0.3 s the background loop
+            # says so (a line it can only write while it runs).
+            wait_until(lambda: "hook.store_busy" in h.stderr_text(), timeout=3, what="hook.store_busy logged")
+            expect(delivery_record(h, first_id) == UNRECORDED, "lock held: not recorded yet")
+            for db in lock:
+                db.rollback()
+                db.close()
+            lock.clear()
+            wait_until(lambda: delivery_record(h, first_id) == RECORDED, timeout=5, what="record committed")
+            add_domain(p, "after.example.com")
+            wait_until(lambda: pending(h) == 0, what="outbox drained")
+            got = delivered(r.events(), tests)
+            expect(len([d for d in got if d.msg_id == first_id]) == 1, "sent once: %r" % got)
+            expect(len(got) == 2 and all(d.verified and d.status == 200 for d in got), "both delivered: %r" % got)
+            expect("hook.record_failed" not in h.stderr_text(), "no record was dropped")
+        h.stop()
     finally:
         for db in lock:
             db.close()

@@ -66,6 +66,8 @@ struct rcv {
     int dflt;
     const char *retry_after;     /* header on 429/503 */
     int delay_ms;
+    const char *slow_uri;        /* requests to this path: answered 200 after slow_ms, */
+    int slow_ms;                 /* outside the script */
     int hold_for;                /* > 0: replies wait until this many requests are
                                   * open at once (delay_ms is then the longest wait) */
     const char *verify_secret;   /* checked as std and hee (current or previous) */
@@ -116,8 +118,10 @@ static void on_hook(struct evhttp_request *req, void *arg)
     size_t len = evbuffer_get_length(buf);
     char *body = calloc(1, len + 1);
     evbuffer_copyout(buf, body, len);
-    int status = r->nscript ? r->script[0] : r->dflt;
-    if (r->nscript) {
+    const char *uri = evhttp_request_get_uri(req);
+    int slow = r->slow_uri && uri && strcmp(uri, r->slow_uri) == 0;
+    int status = slow ? 200 : r->nscript ? r->script[0] : r->dflt;
+    if (r->nscript && !slow) {
         memmove(r->script, r->script + 1, sizeof(r->script) - sizeof(r->script[0]));
         r->nscript--;
     }
@@ -156,7 +160,8 @@ static void on_hook(struct evhttp_request *req, void *arg)
         send_reply(r, req, status);
         return;
     }
-    if (r->delay_ms <= 0) {
+    int delay_ms = slow ? r->slow_ms : r->delay_ms;
+    if (delay_ms <= 0) {
         send_reply(r, req, status);
         return;
     }
@@ -168,7 +173,7 @@ static void on_hook(struct evhttp_request *req, void *arg)
     p->req = req;
     p->status = status;
     p->ev = evtimer_new(r->base, on_delayed, p);
-    struct timeval tv = { r->delay_ms / 1000, (r->delay_ms % 1000) * 1000 };
+    struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
     evtimer_add(p->ev, &tv);
 }
 
@@ -281,15 +286,22 @@ __attribute__((format(printf, 2, 3))) static int64_t q64(struct fx *f, const cha
     return v;
 }
 
-static void add_endpoint(struct fx *f, const char *id, int ordered)
+/* An endpoint at path of the receiver, for events (a JSON array). */
+static void add_endpoint_at(struct fx *f, const char *id, int ordered, const char *path, const char *events)
 {
     char url[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", f->r.port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->r.port, path);
     store_hook_endpoint_t e = { .id = (char *)id, .project_id = f->project, .url = url, .secret = SECRET,
-                                .events = "[]", .description = "", .ordered = ordered, .created_at = util_now_ms() };
+                                .events = (char *)events, .description = "", .ordered = ordered,
+                                .created_at = util_now_ms() };
     assert_int_equal(store_begin(f->c.store), STORE_OK);
     assert_int_equal(store_hook_endpoint_insert(f->c.store, &e), STORE_OK);
     assert_int_equal(store_commit(f->c.store), STORE_OK);
+}
+
+static void add_endpoint(struct fx *f, const char *id, int ordered)
+{
+    add_endpoint_at(f, id, ordered, "/hook", "[]");
 }
 
 static void emit(struct fx *f, int64_t domain, const char *type, char **id)
@@ -461,6 +473,145 @@ static void test_retry_due_mid_walk(void **state)
     assert_true(g_held_at > 0 && g_held_at < due);
     if (f->r.got[0].at_ms - (double)due > 300)
         fail_msg("sent %.0f ms after it fell due", f->r.got[0].at_ms - (double)due);
+}
+
+static int got_type_twice(struct fx *f)
+{
+    int n = 0;
+    for (int i = 0; i < f->r.ngot; i++)
+        n += strcmp(f->r.got[i].type, "domain.deleted") == 0;
+    return n >= 2;
+}
+
+/* Another endpoint's retry that falls due while a busy endpoint's backlog
+ * stops every walk early (one request at a time, answers hanging) goes on
+ * time: a pass that stopped early with a request slot free also wakes at
+ * the next due time. Before, it waited for the 1 s fallback timer (or for
+ * the hanging endpoint to answer). */
+static void test_retry_behind_backlog_on_time(void **state)
+{
+    struct fx *f = *state;
+    f->cfg->hook_per_endpoint = 1;
+    f->r.slow_uri = "/slow";
+    f->r.slow_ms = 4000;
+    f->r.script[f->r.nscript++] = 500; /* the fast endpoint's first answer */
+    add_endpoint_at(f, "whe_fast", 1, "/hook", "[\"domain.deleted\"]");
+    emit(f, 1, "domain.deleted", NULL);
+    /* More rows than a walk skips (IDLE_ROWS_MAX) before it gives up, each
+     * due, none able to go while the first one hangs. */
+    add_endpoint_at(f, "whe_slow", 0, "/slow", "[\"domain.created\"]");
+    for (int i = 0; i < 20; i++)
+        emit(f, 2 + i % 3, "domain.created", NULL);
+    start(f);
+    assert_true(run_until(f, got_type_twice, 3500));
+    double first = 0, second = 0;
+    for (int i = 0; i < f->r.ngot; i++) {
+        if (strcmp(f->r.got[i].type, "domain.deleted") != 0)
+            continue;
+        if (!first)
+            first = f->r.got[i].at_ms;
+        else if (!second)
+            second = f->r.got[i].at_ms;
+    }
+    /* The retry is due 100 ms (± jitter) after the 500 was recorded. */
+    if (second - first > 500)
+        fail_msg("retry sent %.0f ms after the first attempt", second - first);
+}
+
+/* Holds the store's write lock from another connection, as the CLI or the
+ * control thread may. */
+static sqlite3 *lock_store(struct fx *f)
+{
+    char path[128];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/hee.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+static void unlock_store(sqlite3 *db)
+{
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int never(struct fx *f)
+{
+    return 0;
+}
+
+/* Runs the loop for ms; fails if it took much longer (a callback slept). */
+static void run_for(struct fx *f, int ms)
+{
+    int64_t t0 = util_mono_ms();
+    run_until(f, never, ms);
+    int64_t took = util_mono_ms() - t0;
+    if (took > ms + 300)
+        fail_msg("the loop ran %d ms in %lld ms: something blocked it", ms, (long long)took);
+}
+
+/* On a no-wait handle (the background thread's) a flush that finds the
+ * write lock taken keeps its batch and retries: the loop keeps running and
+ * sending, nothing is re-sent meanwhile, and once the lock is free every
+ * result is recorded once, parks and per-domain order included. */
+static void test_flush_retries_while_locked(void **state)
+{
+    struct fx *f = *state;
+    store_set_nowait(f->c.store, 1);
+    add_endpoint(f, "whe_l", 1);
+    for (int i = 0; i < 3; i++)
+        for (int d = 1; d <= 2; d++)
+            emit(f, d, "domain.created", NULL);
+    f->r.delay_ms = 200;
+    start(f);
+    /* The first of each domain are on the wire (the rest parked behind
+     * them); their answers come once the lock is taken. */
+    g_want = 2;
+    assert_true(run_until(f, got_want, 3000));
+    sqlite3 *db = lock_store(f);
+    run_for(f, 600);
+    assert_int_equal(f->r.ngot, 2);
+    assert_int_equal(q64(f, "SELECT count(*) FROM attempts"), 0);
+    assert_int_equal(q64(f, "SELECT count(*) FROM deliveries WHERE status = 'pending'"), 6);
+    unlock_store(db);
+    assert_true(run_until(f, pending_zero, 5000));
+    assert_int_equal(f->r.ngot, 6); /* each once: nothing was sent twice */
+    assert_int_equal(q64(f, "SELECT count(*) FROM attempts"), 6);
+    /* Per domain, 1 then 2 then 3: at every point of the arrival order,
+     * no sequence has arrived more often than the one before it. */
+    int seen[5] = { 2, 0, 0, 0, 0 };
+    for (int i = 0; i < f->r.ngot; i++) {
+        int64_t seq = f->r.got[i].sequence;
+        assert_true(seq >= 1 && seq <= 3);
+        seen[seq]++;
+        assert_true(seen[seq] <= seen[seq - 1]);
+    }
+    assert_int_equal(seen[3], 2);
+}
+
+/* Starting while another connection holds the write lock: the per-domain
+ * queues cannot be re-read (that unparks), so nothing is sent — but the
+ * start does not fail or wait; the re-read is retried and delivery begins
+ * once the lock is free. */
+static void test_start_while_locked(void **state)
+{
+    struct fx *f = *state;
+    store_set_nowait(f->c.store, 1);
+    add_endpoint(f, "whe_s", 1);
+    emit(f, 1, "domain.created", NULL);
+    emit(f, 1, "domain.deleted", NULL);
+    sqlite3 *db = lock_store(f);
+    int64_t t0 = util_mono_ms();
+    start(f);
+    assert_true(util_mono_ms() - t0 < 500);
+    run_for(f, 300);
+    assert_int_equal(f->r.ngot, 0);
+    unlock_store(db);
+    assert_true(run_until(f, pending_zero, 5000));
+    assert_int_equal(f->r.ngot, 2);
+    assert_string_equal(f->r.got[0].type, "domain.created");
+    assert_string_equal(f->r.got[1].type, "domain.deleted");
 }
 
 static int endpoint_disabled(struct fx *f)
@@ -742,6 +893,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retries_keep_domain_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_then_next, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_due_mid_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_behind_backlog_on_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_retries_while_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_while_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gone_disables_then_enable_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ssrf_refused_before_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/store.h"
@@ -205,6 +206,51 @@ static void test_transactions(void **unused)
     rm_db(p);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A no-wait handle (the background thread's) meets another connection's
+ * write lock: store_begin fails at once with STORE_BUSY instead of
+ * sleeping in SQLite's busy handler, reads still work, and once the lock
+ * is gone the same handle writes. A default handle waits its timeout. */
+static void test_nowait_busy(void **unused)
+{
+    char *p = tmp_path();
+    char *err = NULL;
+    store_t *s = store_open(p, STORE_RW, &err), *other = store_open(p, STORE_RW, &err);
+    assert_non_null(s);
+    assert_non_null(other);
+    store_set_nowait(s, 1);
+    assert_int_equal(store_begin(other), STORE_OK); /* BEGIN IMMEDIATE: holds the write lock */
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(store_begin(s), STORE_BUSY);
+    assert_true(mono_ms() - t0 < 100); /* no sleep (SQLite's handler sleeps >= 1 ms a try) */
+    assert_false(store_in_tx(s));
+    char *n = query_text(store_db(s), "SELECT count(*) FROM audit"); /* WAL: readers pass */
+    assert_string_equal(n, "0\n");
+    free(n);
+    /* Back to waiting: the same write now waits for the lock (bounded here). */
+    store_set_nowait(s, 0);
+    sqlite3_busy_timeout(store_db(s), 50);
+    t0 = mono_ms();
+    assert_int_equal(store_begin(s), STORE_ERR);
+    assert_true(mono_ms() - t0 >= 40);
+    store_set_nowait(s, 1);
+    store_rollback(other);
+    assert_int_equal(store_begin(s), STORE_OK);
+    assert_int_equal(sqlite3_exec(store_db(s), "INSERT INTO audit(action, at) VALUES ('a', 1)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(store_commit(s), STORE_OK);
+    store_close(other);
+    store_close(s);
+    rm_db(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_newer_file_refused),
         cmocka_unit_test(test_read_only_needs_initialised_file),
         cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_nowait_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -568,6 +568,59 @@ static void test_engine_bounded(void **state)
     fake_free(f);
 }
 
+/* On a no-wait handle (the background thread's), a flush that finds the
+ * store's write lock held by another connection keeps its batch and
+ * retries: the loop keeps turning, the sweep stops at its memory bound
+ * instead of growing, and once the lock is free every result is recorded
+ * exactly once. */
+static void test_engine_flush_waits_for_lock(void **state)
+{
+    (void)state;
+    fake_t *f = fake_new("127.0.0.1:9");
+    f->cfg->probe_concurrency = 16;
+    int64_t p = fake_project(f, "trust", "{\"verification\":\"registration\"}");
+    fake_sql(f, "BEGIN");
+    char host[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(host, sizeof(host), "l%d.example.com", i);
+        fake_domain(f, p, host, "tok");
+    }
+    fake_sql(f, "COMMIT");
+    store_set_nowait(f->c.store, 1);
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    char *err = NULL;
+    f->c.verify = verify_new(&f->c, &err);
+    assert_non_null(f->c.verify);
+    int64_t t0 = util_mono_ms();
+    fake_run_for(f, 600);
+    int64_t took = util_mono_ms() - t0;
+    if (took > 900)
+        fail_msg("600 ms of loop took %lld ms: a flush slept on the lock", (long long)took);
+    verify_stats_t st;
+    verify_stats(f->c.verify, &st);
+    assert_int_equal(st.flushes, 0);
+    assert_int_equal(st.recorded, 0);
+    assert_true(st.jobs >= 16);          /* results wait in memory… */
+    assert_true(st.jobs_peak <= 2 * 16); /* …up to the bound, no further */
+    assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM checks"), 0);
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    int64_t end = util_mono_ms() + 8000;
+    while (!all_verified(f, 200) && util_mono_ms() < end)
+        fake_run_for(f, 50);
+    assert_true(all_verified(f, 200));
+    assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM checks"), 200);
+    assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM events WHERE type = 'domain.verified'"), 200);
+    verify_stats(f->c.verify, &st);
+    assert_int_equal(st.recorded, 200);
+    assert_int_equal(f->domain_changed, 200);
+    verify_stop(f->c.verify);
+    verify_free(f->c.verify);
+    fake_free(f);
+}
+
 static void test_engine_bad_resolvers(void **state)
 {
     (void)state;
@@ -593,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_engine_trust_registration),
         cmocka_unit_test(test_engine_timeouts_and_hints),
         cmocka_unit_test(test_engine_bounded),
+        cmocka_unit_test(test_engine_flush_waits_for_lock),
         cmocka_unit_test(test_engine_bad_resolvers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
