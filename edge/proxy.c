@@ -832,11 +832,27 @@ static void send_phase(conn_t *c)
     uconn_want_read(uc, 1);
 }
 
+static void connecting(conn_t *c, uconn_t *uc);
+
 static void connect_failed(conn_t *c, int err)
 {
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     const route_t *r = rq->route;
+    if (c->up && c->up->state == UC_CONNECTING) {
+        /* The TCP connect to one address of the name failed or timed out:
+         * its next address first (nothing was sent), then the fallback. */
+        log_info("proxy.upstream_address_failed", "host=%s upstream=%s error=\"%s\" rid=%s", rq->host,
+                 c->up->target->addr.key, strerror(err), rq->rid);
+        c->up->err = err;
+        uconn_t *uc = uconn_connect_next(c->up);
+        c->up = NULL;
+        if (uc) {
+            connecting(c, uc);
+            return;
+        }
+        err = errno;
+    }
     metrics_inc(w->hub->metrics, M_UPSTREAM_FAIL);
     log_warn("proxy.upstream_connect_failed", "host=%s upstream=%s error=\"%s\" rid=%s", rq->host,
              r->n_up > rq->target ? r->up[rq->target].key : "-", strerror(err), rq->rid);
@@ -876,12 +892,19 @@ static void start_target(conn_t *c, int idx, int fresh)
         connect_failed(c, errno);
         return;
     }
+    connecting(c, uc);
+}
+
+/* A new upstream connection: send at once when it is ready, else wait for
+ * it, [edge] upstream_connect_timeout per address tried. */
+static void connecting(conn_t *c, uconn_t *uc)
+{
     c->up = uc;
     if (uc->state == UC_READY) {
         send_phase(c);
         return;
     }
-    conn_deadline(c, w->cfg->upstream_connect_timeout_ms);
+    conn_deadline(c, c->w->cfg->upstream_connect_timeout_ms);
 }
 
 static void forward(conn_t *c, const struct http1_request *hr, route_t *r)

@@ -1,7 +1,7 @@
 /* route_project: what every route of one project shares — slug, HMAC key,
  * resolved upstream addresses, limits — and the loader's table that keeps
  * the latest one of each project, so a hostname costs a small route_t, not
- * its own copy of the upstream addresses (~1.4 KB) and key.
+ * its own copy of the upstream addresses (~1.6 KB) and key.
  *
  * A route_project_t is built once (on a loader thread, which may block in
  * name resolution), immutable afterwards, and freed — key wiped — by the

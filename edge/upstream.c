@@ -45,9 +45,11 @@ upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
      * its pool) request by request. */
     if (!a->resolved || a->resolved_ms <= u->addr.resolved_ms)
         return u;
-    if (a->addrlen != u->addr.addrlen || memcmp(&a->addr, &u->addr.addr, a->addrlen) != 0) {
+    if (a->n_addrs != u->addr.n_addrs ||
+        memcmp(a->addrs, u->addr.addrs, a->n_addrs * sizeof(a->addrs[0])) != 0) {
         u->addr = *a;
-        upstream_sweep_one(u, 0, 0); /* pooled connections go to the old address */
+        u->good = 0;
+        upstream_sweep_one(u, 0, 0); /* pooled connections go to the old addresses */
     } else {
         u->addr.resolved_ms = a->resolved_ms;
     }
@@ -204,6 +206,7 @@ int uconn_progress(uconn_t *uc)
             uc->err = err;
             return -1;
         }
+        uc->target->good = uc->ai;
         if (!uc->target->addr.tls) {
             uc->state = UC_READY;
             return 1;
@@ -284,40 +287,89 @@ int uconn_pending(const uconn_t *uc)
     return uc->ssl && SSL_has_pending(uc->ssl);
 }
 
-uconn_t *uconn_connect(edge_worker_t *w, upstream_t *u, conn_t *owner)
+/* One non-blocking connect to address ai: the fd, or -1 with errno. *now
+ * says the connect completed at once. */
+static int connect_one(const upstream_addr_t *a, unsigned ai, int *now)
 {
-    if (!u->addr.resolved) {
-        errno = EHOSTUNREACH;
-        return NULL;
-    }
-    int fd = socket(u->addr.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(a->addrs[ai].sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return NULL;
+        return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int rc = connect(fd, (struct sockaddr *)&u->addr.addr, u->addr.addrlen);
+    int rc = connect(fd, &a->addrs[ai].sa, upstream_addr_len(a, ai));
     if (rc != 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
+        return -1;
+    }
+    *now = rc == 0;
+    return fd;
+}
+
+/* Connects to the addresses of u from (start + tried) on, skipping those
+ * that fail at once; tried counts the addresses already spent. */
+static uconn_t *connect_from(edge_worker_t *w, upstream_t *u, conn_t *owner, unsigned start, unsigned tried)
+{
+    const upstream_addr_t *a = &u->addr;
+    int e = EHOSTUNREACH;
+    for (; tried < a->n_addrs; tried++) {
+        unsigned ai = (start + tried) % a->n_addrs;
+        int now = 0;
+        int fd = connect_one(a, ai, &now);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        uconn_t *uc = uconn_new(w, u, fd, owner);
+        if (!uc) {
+            close(fd);
+            errno = ENOMEM;
+            return NULL;
+        }
+        worker_count(w, WM_UP_CONNECT);
+        uc->state = UC_CONNECTING;
+        uc->ai = (uint8_t)ai;
+        uc->tried = (uint8_t)(tried + 1);
+        if (now && uconn_progress(uc) < 0) {
+            errno = uc->err;
+            uconn_close(uc);
+            return NULL;
+        }
+        if (uc->state == UC_CONNECTING)
+            uconn_want_write(uc, 1);
+        return uc;
+    }
+    errno = e;
+    return NULL;
+}
+
+uconn_t *uconn_connect(edge_worker_t *w, upstream_t *u, conn_t *owner)
+{
+    if (!u->addr.resolved || u->addr.n_addrs == 0) {
+        errno = EHOSTUNREACH;
         return NULL;
     }
-    uconn_t *uc = uconn_new(w, u, fd, owner);
-    if (!uc) {
-        close(fd);
-        errno = ENOMEM;
+    return connect_from(w, u, owner, u->good < u->addr.n_addrs ? u->good : 0, 0);
+}
+
+uconn_t *uconn_connect_next(uconn_t *uc)
+{
+    edge_worker_t *w = uc->w;
+    upstream_t *u = uc->target;
+    conn_t *owner = uc->owner;
+    unsigned start = (unsigned)uc->ai + u->addr.n_addrs - (uc->tried - 1u);
+    unsigned tried = uc->tried;
+    int err = uc->err ? uc->err : ETIMEDOUT;
+    uconn_close(uc);
+    if (tried >= u->addr.n_addrs) {
+        errno = err;
         return NULL;
     }
-    worker_count(w, WM_UP_CONNECT);
-    uc->state = UC_CONNECTING;
-    if (rc == 0 && uconn_progress(uc) < 0) {
-        errno = uc->err;
-        uconn_close(uc);
-        return NULL;
-    }
-    if (uc->state == UC_CONNECTING)
-        uconn_want_write(uc, 1);
-    return uc;
+    uconn_t *next = connect_from(w, u, owner, start, tried);
+    if (!next && errno == EHOSTUNREACH)
+        errno = err;
+    return next;
 }
 
 uconn_t *upstream_take(upstream_t *u, conn_t *owner)

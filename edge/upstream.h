@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -29,24 +30,43 @@ struct conn;
 
 #define UPSTREAM_KEY_MAX 300
 
+/* A name keeps every address it resolves to (nginx and HAProxy do too):
+ * "localhost" is ::1 and 127.0.0.1 on a stock Debian, and the origin may
+ * listen on only one. 8 covers a name's A + AAAA sets in practice. */
+#define UPSTREAM_ADDRS_MAX 8
+
+/* One address in sockaddr_in6-sized room (28 bytes, not the 128 of a
+ * sockaddr_storage): these sit in every project part. */
+typedef union upstream_sa {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} upstream_sa_t;
+
 typedef struct upstream_addr {
     int tls;                         /* https:// */
     char key[UPSTREAM_KEY_MAX];      /* "http://host:port": the pool key */
     size_t key_len;
     char host[256];
     uint16_t port;
-    int resolved;                    /* addr is valid */
+    uint8_t n_addrs;
+    int resolved;                    /* n_addrs > 0 */
     int64_t resolved_ms;             /* clock_coarse_ms when it was resolved */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    upstream_sa_t addrs[UPSTREAM_ADDRS_MAX]; /* in getaddrinfo's order, no duplicates */
 } upstream_addr_t;
 
 /* Parses "http://host[:port][/ignored-path]" (https too). 0, or -1 with a
  * static reason in *why. Pure: any thread. */
 int upstream_addr_parse(const char *url, upstream_addr_t *out, const char **why);
-/* Resolves out->host (numeric fast path, else getaddrinfo). BLOCKING: call
- * it on a loader thread only. 0 or -1. */
+/* Resolves out->host (numeric fast path, else getaddrinfo) into addrs:
+ * every IPv4/IPv6 answer in order, duplicates dropped, at most
+ * UPSTREAM_ADDRS_MAX. BLOCKING: call it on a loader thread only. 0 or -1. */
 int upstream_addr_resolve(upstream_addr_t *a);
+/* Appends sa unless a already holds it, it is not IPv4/IPv6, or the list
+ * is full: 1 appended, 0 not. Pure (resolve's list step, for tests). */
+int upstream_addr_add(upstream_addr_t *a, const struct sockaddr *sa, socklen_t len);
+/* The socket address length of slot i. */
+socklen_t upstream_addr_len(const upstream_addr_t *a, unsigned i);
 
 typedef struct uconn uconn_t;
 
@@ -55,6 +75,7 @@ typedef struct upstream {
     SSL_SESSION *session;            /* https: last session, for resumption */
     TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
     unsigned n_idle;
+    uint8_t good;                    /* addr.addrs[] index that connected last: tried first */
 } upstream_t;
 
 enum uconn_state { UC_CONNECTING, UC_TLS, UC_READY };
@@ -63,6 +84,8 @@ struct uconn {
     struct edge_worker *w;
     upstream_t *target;
     int fd;
+    uint8_t ai;                      /* target->addr.addrs[] index this connects to */
+    uint8_t tried;                   /* addresses tried by this connect, ai included */
     SSL *ssl;                        /* https origins */
     uint8_t state;
     uint8_t rd_on, wr_on;            /* events currently added */
@@ -84,9 +107,17 @@ void upstream_table_free(struct edge_worker *w);
 
 /* An idle pooled connection (now owned by owner), or NULL. */
 uconn_t *upstream_take(upstream_t *u, struct conn *owner);
-/* Starts a non-blocking connect. NULL with errno set when it failed at once
- * (ECONNREFUSED on loopback often does). */
+/* Starts a non-blocking connect to u's last good address; an address
+ * that fails at once (ECONNREFUSED on loopback often does, ENETUNREACH
+ * for an IPv6 address without a route) moves on to the next one. NULL
+ * with errno set when every address failed at once. */
 uconn_t *uconn_connect(struct edge_worker *w, upstream_t *u, struct conn *owner);
+/* uc's TCP connect failed or timed out (state UC_CONNECTING): closes it
+ * and connects to the target's next untried address, same owner. NULL
+ * with errno = uc->err (or the last failure) when none is left; uc is
+ * closed either way. A TLS failure is not retried: every address of a
+ * name presents the same certificate check. */
+uconn_t *uconn_connect_next(uconn_t *uc);
 /* Gives the connection back: to the pool when reusable (and the pool has
  * room), closed otherwise. */
 void uconn_release(uconn_t *uc, int reusable);

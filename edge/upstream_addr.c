@@ -61,6 +61,28 @@ int upstream_addr_parse(const char *url, upstream_addr_t *out, const char **why)
     return 0;
 }
 
+socklen_t upstream_addr_len(const upstream_addr_t *a, unsigned i)
+{
+    return a->addrs[i].sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+int upstream_addr_add(upstream_addr_t *a, const struct sockaddr *sa, socklen_t len)
+{
+    socklen_t want = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                     : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : 0;
+    if (want == 0 || len < want || a->n_addrs >= UPSTREAM_ADDRS_MAX)
+        return 0;
+    upstream_sa_t slot;
+    memset(&slot, 0, sizeof(slot));
+    memcpy(&slot, sa, want);
+    for (unsigned i = 0; i < a->n_addrs; i++) {
+        if (memcmp(&a->addrs[i], &slot, sizeof(slot)) == 0)
+            return 0;
+    }
+    a->addrs[a->n_addrs++] = slot;
+    return 1;
+}
+
 int upstream_addr_resolve(upstream_addr_t *a)
 {
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
@@ -75,10 +97,13 @@ int upstream_addr_resolve(upstream_addr_t *a)
     }
     if (rc != 0 || !res)
         return -1;
-    memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
-    a->addrlen = res->ai_addrlen;
+    a->n_addrs = 0;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        upstream_addr_add(a, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(res);
+    if (a->n_addrs == 0)
+        return -1;
     a->resolved = 1;
     a->resolved_ms = clock_coarse_ms();
-    freeaddrinfo(res);
     return 0;
 }

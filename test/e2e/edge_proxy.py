@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,11 +27,42 @@ CA = TestCA(os.path.join(TMP, "ca"))
 UPS = Upstream(tls=CA.files("localhost", ip="127.0.0.1"))          # https origin, verifiable
 UPS_BAD = Upstream(tls=CA.files("wrong.name.test"))                  # https origin, wrong name
 ACCESS = os.path.join(TMP, "access.log")
+
+
+def _hosts_namespace():
+    """A wrapper that runs hee in a private mount namespace whose /etc/hosts
+    is this one plus stock Debian 12's "::1 localhost" line and
+    twoaddr.test and slowfirst.test → ::1, 127.0.0.1; None when
+    unshare -m cannot be used here (the name cases are then skipped)."""
+    hosts = os.path.join(TMP, "hosts")
+    with open("/etc/hosts") as f:
+        base = f.read()
+    with open(hosts, "w") as f:
+        f.write(base.rstrip("\n") + "\n::1 localhost ip6-localhost ip6-loopback\n::1 twoaddr.test\n"
+                "127.0.0.1 twoaddr.test\n::1 slowfirst.test\n127.0.0.1 slowfirst.test\n")
+    ns = "unshare -m" if os.geteuid() == 0 else "unshare -rm"
+    inner = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    try:
+        out = subprocess.run(ns.split() + ["sh", "-c", inner, hosts, "getent", "ahosts", "twoaddr.test"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        out = []
+    if not out or out[0] != "::1" or "127.0.0.1" not in out:
+        print("SKIP upstream name with an unreachable first address: %s cannot bind-mount /etc/hosts" % ns)
+        return None
+    wrapper = os.path.join(TMP, "hee-in-ns")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec %s sh -c '%s' %s %s \"$@\"\n" % (ns, inner, hosts, os.environ["HEE_BIN"]))
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
+HEE_IN_NS = _hosts_namespace()
 KEY = b"s3cret-project-key-0123456789abc"
 # upstream_ca_bundle: https origins must be signed by the test CA.
 H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms", "upstream_ca_bundle": CA.path,
                        "upstream_connect_timeout": "700ms", "trusted_proxies": "10.9.0.0/16"},
-              "log": {"access_log": ACCESS}})
+              "log": {"access_log": ACCESS}}, bin=HEE_IN_NS)
 META = '{"workspaceId":"ws_abc123","plan":"pro"}'
 P_MAIN = edge(H, CA, "app.test", slug="acme", upstream=UP.url, hmac_key=KEY, metadata=META,
               settings='{"forwardMetadata": true}')
@@ -44,6 +76,8 @@ edge(H, CA, "small.test", slug="small", upstream=UP.url, settings='{"maxBodyByte
 edge(H, CA, "tlsup.test", slug="tlsup", upstream="https://localhost:%d" % UPS.port)
 edge(H, CA, "tlsip.test", slug="tlsip", upstream=UPS.url)
 edge(H, CA, "tlsbad.test", slug="tlsbad", upstream="https://127.0.0.1:%d" % UPS_BAD.port)
+edge(H, CA, "twoaddr.test", slug="twoaddr", upstream="http://twoaddr.test:%d" % UP.port)
+edge(H, CA, "slowfirst.test", slug="slowfirst", upstream="http://slowfirst.test:%d" % UP.port)
 
 
 def conn(host="app.test"):
@@ -440,6 +474,51 @@ def https_upstreams():
     expect(st == 502 and b"TLS" in body, "certificate for another name → 502: %d %r" % (st, body))
     expect(UPS_BAD.requests == [], "nothing sent to an unverified origin")
     websocket_echo("tlsup.test")
+
+
+@test
+def upstream_name_tries_every_address():
+    """twoaddr.test is ::1 (refused) then 127.0.0.1 (the origin): the
+    refused address costs a retry, not a 502, and only until a worker
+    learns the good one (one miss per worker at most)."""
+    if not HEE_IN_NS:
+        print("SKIP upstream_name_tries_every_address: no private mount namespace")
+        return
+    UP.reset()
+    for i in range(6):
+        # /conn-close: the origin closes, so every request needs a new connection.
+        st, hd, body = fetch(H, "twoaddr.test", "GET", "/conn-close/%d" % i, ca=CA)
+        expect(st == 200, "name whose first address refuses → next address: %d %r" % (st, body[:200]))
+    expect(len({r["conn_id"] for r in UP.requests}) == 6, "one upstream connection per request")
+    misses = sum(1 for ln in H.stderr_text().splitlines()
+                 if "proxy.upstream_address_failed" in ln and "twoaddr.test" in ln)
+    expect(1 <= misses <= 2, "the refused address is tried once per worker, then skipped: %d" % misses)
+
+    # slowfirst.test: a full accept queue on [::1]:port drops SYNs, so the
+    # first address times out ([edge] upstream_connect_timeout 700ms) and
+    # the second one serves the request.
+    ls = socket.socket(socket.AF_INET6)
+    ls.bind(("::1", UP.port))
+    ls.listen(0)
+    fillers = []
+    for _ in range(4):
+        f = socket.socket(socket.AF_INET6)
+        f.setblocking(False)
+        try:
+            f.connect(("::1", UP.port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    try:
+        t0 = time.time()
+        st, hd, body = fetch(H, "slowfirst.test", "GET", "/echo", ca=CA)
+        took = time.time() - t0
+        expect(st == 200, "first address times out → next address: %d %r" % (st, body[:200]))
+        expect(0.6 < took < 3, "one connect timeout paid, then served: %.2fs" % took)
+    finally:
+        for f in fillers:
+            f.close()
+        ls.close()
 
 
 def teardown():

@@ -181,11 +181,62 @@ static void upstream_urls(void **st)
     assert_int_equal(upstream_addr_resolve(&a), 0);
     assert_true(a.resolved);
     assert_true(a.resolved_ms > 0); /* newer answers move a worker's target (upstream_get) */
-    assert_int_equal(a.addr.ss_family, AF_INET);
-    assert_int_equal(ntohs(((struct sockaddr_in *)&a.addr)->sin_port), 81);
+    assert_int_equal(a.n_addrs, 1);
+    assert_int_equal(a.addrs[0].sa.sa_family, AF_INET);
+    assert_int_equal(upstream_addr_len(&a, 0), sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(a.addrs[0].in4.sin_port), 81);
     assert_int_equal(upstream_addr_parse("http://[::1]:82", &a, &why), 0);
     assert_int_equal(upstream_addr_resolve(&a), 0);
-    assert_int_equal(a.addr.ss_family, AF_INET6);
+    assert_int_equal(a.n_addrs, 1);
+    assert_int_equal(a.addrs[0].sa.sa_family, AF_INET6);
+    assert_int_equal(upstream_addr_len(&a, 0), sizeof(struct sockaddr_in6));
+}
+
+static struct sockaddr_storage sa_port(const char *ip, uint16_t port)
+{
+    struct sockaddr_storage ss = sa(ip);
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    return ss;
+}
+
+/* The list resolve builds: getaddrinfo's order, duplicates dropped, at
+ * most UPSTREAM_ADDRS_MAX, only IPv4 / IPv6. */
+static void upstream_address_list(void **state)
+{
+    (void)state;
+    upstream_addr_t a;
+    const char *why = NULL;
+    assert_int_equal(upstream_addr_parse("http://both.test:8080", &a, &why), 0);
+    assert_int_equal(a.n_addrs, 0);
+    struct sockaddr_storage v6 = sa_port("::1", 8080), v4 = sa_port("127.0.0.1", 8080);
+    struct sockaddr_storage v4b = sa_port("127.0.0.1", 8081);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v6, sizeof(struct sockaddr_in6)), 1);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v4, sizeof(struct sockaddr_in)), 1);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v6, sizeof(struct sockaddr_in6)), 0);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v4, sizeof(v4)), 0); /* any len >= the family's */
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v4b, sizeof(struct sockaddr_in)), 1);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&v4, 4), 0);  /* too short */
+    struct sockaddr_storage un;
+    memset(&un, 0, sizeof(un));
+    un.ss_family = AF_UNIX;
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&un, sizeof(un)), 0);
+    assert_int_equal(a.n_addrs, 3);
+    assert_int_equal(a.addrs[0].sa.sa_family, AF_INET6);
+    assert_int_equal(a.addrs[1].sa.sa_family, AF_INET);
+    assert_int_equal(ntohs(a.addrs[1].in4.sin_port), 8080);
+    assert_int_equal(ntohs(a.addrs[2].in4.sin_port), 8081);
+    for (uint16_t p = 9000; a.n_addrs < UPSTREAM_ADDRS_MAX; p++) {
+        struct sockaddr_storage x = sa_port("10.0.0.1", p);
+        assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&x, sizeof(struct sockaddr_in)), 1);
+    }
+    struct sockaddr_storage over = sa_port("10.0.0.2", 1);
+    assert_int_equal(upstream_addr_add(&a, (struct sockaddr *)&over, sizeof(struct sockaddr_in)), 0);
+    assert_int_equal(a.n_addrs, UPSTREAM_ADDRS_MAX);
+    /* Slots are sockaddr_in6-sized, not sockaddr_storage-sized. */
+    assert_true(sizeof(a.addrs[0]) == sizeof(struct sockaddr_in6));
 }
 
 int main(void)
@@ -196,6 +247,7 @@ int main(void)
         cmocka_unit_test(strmap_basics_and_growth),
         cmocka_unit_test(cidr_parses_and_matches),
         cmocka_unit_test(upstream_urls),
+        cmocka_unit_test(upstream_address_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
