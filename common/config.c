@@ -99,6 +99,7 @@ static const struct crow rows[] = {
     { "verify", "verified_interval", T_SEC, F(verified_interval_s), 0, "24h", 1, 2592000, 1 },
     { "verify", "first_request_probe", T_SEC, F(first_request_probe_s), 0, "10s", 0, 86400, 1 },
     { "verify", "concurrency", T_INT, F(probe_concurrency), 0, "256", 1, 65536, 1 },
+    { "verify", "contended_rate", T_INT, F(probe_contended_rate), 0, "1000", 0, 1000000, 1 },
     { "webhooks", "retry_schedule", T_STR, F(hook_retry_schedule), 0, "30s,1m,5m,30m,2h,6h,1d", 0, 0, 1 },
     { "webhooks", "max_age", T_SEC, F(hook_max_age_s), 0, "7d", 1, 31536000, 1 },
     { "webhooks", "timeout", T_SEC, F(hook_timeout_s), 0, "15s", 1, 300, 1 },

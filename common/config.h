@@ -94,6 +94,7 @@ typedef struct config {
     int verified_interval_s;
     int first_request_probe_s;   /* min seconds between edge-triggered probes per host */
     int probe_concurrency;
+    int probe_contended_rate; /* scheduled probes/s while the CPU is contended; 0 = no limit */
     /* [webhooks] */
     char *hook_retry_schedule;
     int hook_max_age_s;

@@ -47,6 +47,7 @@ static const struct {
     [M_PROBE_RUN] = { "hee_probes_total", "{result=\"run\"}", "DNS verification probes", "counter" },
     [M_PROBE_VERIFIED] = { "hee_probes_total", "{result=\"verified\"}", NULL, NULL },
     [M_PROBE_FAILED] = { "hee_probes_total", "{result=\"not_verified\"}", NULL, NULL },
+    [M_PROBE_PACED] = { "hee_probe_sweep_paced", "", "1 while scheduled probes are held to [verify] contended_rate (the background thread waits for a CPU)", "gauge" },
     [M_HOOK_DELIVERED] = { "hee_webhook_attempts_total", "{result=\"delivered\"}", "Webhook delivery attempts", "counter" },
     [M_HOOK_FAILED] = { "hee_webhook_attempts_total", "{result=\"failed\"}", NULL, NULL },
     [M_HOOK_DEAD] = { "hee_webhook_dead_letters_total", "", "Deliveries dead-lettered", "counter" },

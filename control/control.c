@@ -243,7 +243,13 @@ static void *run(void *arg)
     int nice = c->background ? c->cfg->background_nice : 0;
     if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
         log_warn("control.nice_failed", "nice=%d errno=%d", nice, errno);
+    /* The gauge reads the statistics of the thread that opens it. Without
+     * it (a kernel without schedstat) sweeps simply run at full speed. */
+    if (c->background && !(c->gauge = cpugauge_open()))
+        log_warn("control.no_cpugauge", "errno=%d", errno);
     event_base_dispatch(c->base);
+    cpugauge_free(c->gauge);
+    c->gauge = NULL;
     return NULL;
 }
 

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "common/cpugauge.h"
 #include "common/curlev.h"
 #include "common/hub.h"
 #include "common/store.h"
@@ -35,6 +36,8 @@ struct control {
     struct control *peer;        /* the other thread's context: only its inbox is used */
     struct bridge_call *waiting; /* bridge calls awaiting the peer's answer */
     int background;              /* 1 on the background thread */
+    cpugauge_t *gauge;           /* background: is this thread crowded out? (opened, used
+                                  * and freed on the thread itself; NULL elsewhere) */
     atomic_int kick_pending;     /* background: a MSG_HOOKS_KICK is queued (set by control) */
     pthread_t thread;
     int started;

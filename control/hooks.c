@@ -1097,9 +1097,7 @@ static void retry_later(struct hooks *h)
     if (h->stopping || evtimer_pending(h->retry_ev, NULL))
         return;
     int was = h->busy_ms;
-    h->busy_ms = h->busy_ms ? h->busy_ms * 2 : BUSY_RETRY_MIN_MS;
-    if (h->busy_ms > BUSY_RETRY_MAX_MS)
-        h->busy_ms = BUSY_RETRY_MAX_MS;
+    h->busy_ms = util_backoff_ms(h->busy_ms, BUSY_RETRY_MIN_MS, BUSY_RETRY_MAX_MS);
     /* Commits take milliseconds: a lock held this long (~0.3 s) is worth
      * one line per episode (a CLI or backup holding a transaction open). */
     if (h->busy_ms == BUSY_RETRY_MAX_MS && was < BUSY_RETRY_MAX_MS)

@@ -129,6 +129,11 @@ struct verify {
     struct job *ids[VERIFY_ID_BUCKETS];
     struct hint_slot hints[HINT_SETS * HINT_WAYS];
     bool more, stopping;
+    /* Pacing while the CPU is contended ([verify] contended_rate): a token
+     * bucket of scheduled probe starts, refilled on the monotonic clock. */
+    bool pacing;
+    double pace_tokens;
+    int64_t pace_at_ms;
     uint64_t rng;                /* xorshift state for schedule jitter (seeded once) */
     verify_stats_t st;
     /* Our ACME account URI at the first [acme] directory, for CAA accounturi
@@ -802,9 +807,7 @@ static void retry_later(struct verify *v)
     if (v->stopping || evtimer_pending(v->retry_ev, NULL))
         return;
     int was = v->busy_ms;
-    v->busy_ms = v->busy_ms ? v->busy_ms * 2 : VERIFY_BUSY_MIN_MS;
-    if (v->busy_ms > VERIFY_BUSY_MAX_MS)
-        v->busy_ms = VERIFY_BUSY_MAX_MS;
+    v->busy_ms = util_backoff_ms(v->busy_ms, VERIFY_BUSY_MIN_MS, VERIFY_BUSY_MAX_MS);
     if (v->busy_ms == VERIFY_BUSY_MAX_MS && was < VERIFY_BUSY_MAX_MS) /* ~0.3 s: once per episode */
         log_warn("verify.store_busy", "results=%zu note=\"the store's write lock is held elsewhere; results "
                  "wait in memory and retry every %d ms\"", v->ndone, VERIFY_BUSY_MAX_MS);
@@ -922,11 +925,56 @@ static int claim_read(struct verify *v, struct claim_ctx *cc, int64_t now)
     return store_verify_due(v->c->store, now, limit, claim_one, cc);
 }
 
+static void pace_set(struct verify *v, bool on)
+{
+    if (v->pacing == on)
+        return;
+    v->pacing = on;
+    metrics_add(v->c->hub->metrics, M_PROBE_PACED, on ? 1 : -1);
+    log_info("verify.paced", "on=%d rate=%d", on, v->c->cfg->probe_contended_rate);
+}
+
+/* How many of want scheduled probes may start now. All of them while the
+ * background thread gets the CPU it asks for; while it waits for one longer
+ * than it runs (cpugauge), the traffic needs the cores and a sweep holds to
+ * [verify] contended_rate, with a quarter second's worth of burst. nice
+ * alone is not enough: the resolver answering the sweep and the kernel's
+ * packet work are not niced. /verify and edge-hint probes never wait here.
+ * 0 arms claim_ev for when the next probe may start. */
+static size_t pace_room(struct verify *v, size_t want)
+{
+    int rate = v->c->cfg->probe_contended_rate;
+    int64_t now = util_mono_ms();
+    double burst = rate >= 4 ? rate / 4.0 : 1.0;
+    if (rate <= 0 || !cpugauge_contended(v->c->gauge, now)) {
+        pace_set(v, false);
+        v->pace_tokens = burst;
+        v->pace_at_ms = now;
+        return want;
+    }
+    pace_set(v, true);
+    v->pace_tokens += (double)(now - v->pace_at_ms) * rate / 1000.0;
+    if (v->pace_tokens > burst)
+        v->pace_tokens = burst;
+    v->pace_at_ms = now;
+    size_t n = v->pace_tokens >= 1.0 ? (size_t)v->pace_tokens : 0;
+    if (n == 0) {
+        int64_t ms = (int64_t)((1.0 - v->pace_tokens) * 1000.0 / rate) + 1;
+        struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+        v->more = true;
+        if (event_add(v->claim_ev, &tv) != 0)
+            log_error("verify.pace_failed", "%s", "what=timer");
+    }
+    return n < want ? n : want;
+}
+
 static void claim(struct verify *v)
 {
     if (v->stopping || v->swap_pending)
         return;
     size_t want = claim_room(v);
+    if (want > 0)
+        want = pace_room(v, want);
     if (want == 0)
         return;
     struct claim_ctx cc = { .v = v, .want = want };
@@ -947,6 +995,8 @@ static void claim(struct verify *v)
         return;
     }
     v->more = cc.started == want;
+    if (v->pacing)
+        v->pace_tokens -= (double)cc.started;
     if (cc.started)
         log_debug("verify.claimed", "n=%zu inflight=%zu", cc.started, v->nrunning);
 }
@@ -1152,6 +1202,7 @@ void verify_stop(struct verify *v)
         event_del(v->claim_ev);
     if (v->retry_ev)
         event_del(v->retry_ev);
+    pace_set(v, false);
     while ((j = TAILQ_FIRST(&v->running))) {
         TAILQ_REMOVE(&v->running, j, link);
         v->nrunning--;

@@ -6,7 +6,7 @@ hee_unit_test(test_domain_state test/unit/test_domain_state.c common/domain_stat
 set(HEE_VERIFY_ENGINE_SRC
     test/unit/test_verify_fake.c control/verify.c control/probe.c control/dns.c
     common/domain_state.c common/store.c common/store_verify.c common/store_cert.c common/store_domain.c common/store_event.c
-    common/domainobj.c common/hostname.c common/config.c common/metrics.c ${CMAKE_BINARY_DIR}/embed_store_schema_sql.c)
+    common/domainobj.c common/hostname.c common/config.c common/metrics.c common/cpugauge.c ${CMAKE_BINARY_DIR}/embed_store_schema_sql.c)
 hee_unit_test(test_verify test/unit/test_verify.c ${HEE_VERIFY_ENGINE_SRC})
 
 # Spawns test/lib/dnsserver.py (knot) itself; skipped (77) without knotd.
