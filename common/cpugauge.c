@@ -104,3 +104,35 @@ bool cpugauge_contended(cpugauge_t *g, int64_t now_ms)
     g->sampled = true;
     return g->contended;
 }
+
+size_t cpugauge_pace_room(cpugauge_pace_t *p, bool contended, int rate, int64_t now_ms, size_t want,
+                          int64_t *wait_ms)
+{
+    double burst = rate >= 4 ? rate / 4.0 : 1.0;
+    *wait_ms = 0;
+    if (!contended || rate <= 0) {
+        p->on = false;
+        p->tokens = burst;
+        p->at_ms = now_ms;
+        return want;
+    }
+    if (!p->on) { /* the burst is what was saved while free */
+        p->on = true;
+        p->tokens = burst;
+    } else if (now_ms > p->at_ms) {
+        p->tokens += (double)(now_ms - p->at_ms) * rate / 1000.0;
+        if (p->tokens > burst)
+            p->tokens = burst;
+    }
+    p->at_ms = now_ms;
+    size_t n = p->tokens >= 1.0 ? (size_t)p->tokens : 0;
+    if (n == 0)
+        *wait_ms = (int64_t)((1.0 - p->tokens) * 1000.0 / rate) + 1;
+    return n < want ? n : want;
+}
+
+void cpugauge_pace_spend(cpugauge_pace_t *p, size_t n)
+{
+    if (p->on)
+        p->tokens -= (double)n;
+}

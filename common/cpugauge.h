@@ -20,6 +20,7 @@
 #define HEE_CPUGAUGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Below this much run time between two samples the verdict stays as it was:
@@ -48,6 +49,22 @@ bool cpugauge_contended(cpugauge_t *g, int64_t now_ms);
  * thread does not flap as its own load changes). */
 bool cpugauge_verdict(uint64_t run_ns, uint64_t wait_ns, uint64_t others_ns, uint64_t window_ns,
                       bool prev);
+
+/* A pacer for work started while contended: at most rate starts per second
+ * with a quarter second's worth of burst; no limit while not contended or
+ * with rate <= 0. A plain value owned by its user; zero-initialise it. */
+typedef struct cpugauge_pace {
+    double tokens;
+    int64_t at_ms;
+    bool on;                     /* the last room was limited */
+} cpugauge_pace_t;
+
+/* How many of want may start at now_ms (monotonic). When that is 0,
+ * *wait_ms says how long until the next one may. Pure arithmetic. */
+size_t cpugauge_pace_room(cpugauge_pace_t *p, bool contended, int rate, int64_t now_ms, size_t want,
+                          int64_t *wait_ms);
+/* n starts made under the last room. */
+void cpugauge_pace_spend(cpugauge_pace_t *p, size_t n);
 
 /* Parses "run wait slices\n"; 0 or -1. */
 int cpugauge_parse(const char *text, uint64_t *run_ns, uint64_t *wait_ns);

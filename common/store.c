@@ -481,3 +481,24 @@ int store_tune_writes(store_t *s)
         return store_fail(s, "temp_store");
     return STORE_OK;
 }
+
+int store_retry_next(store_retry_t *r, int64_t now_ms, int *warn)
+{
+    if (r->delay_ms == 0) {
+        r->since_ms = now_ms;
+        r->warned = 0;
+        r->delay_ms = STORE_RETRY_MIN_MS;
+    } else {
+        r->delay_ms = r->delay_ms * 2 > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS : r->delay_ms * 2;
+    }
+    *warn = !r->warned && now_ms - r->since_ms >= STORE_RETRY_WARN_MS;
+    if (*warn)
+        r->warned = 1;
+    return r->delay_ms;
+}
+
+void store_retry_done(store_retry_t *r)
+{
+    r->delay_ms = 0;
+    r->warned = 0;
+}

@@ -60,6 +60,26 @@ int store_in_tx(const store_t *s);
 #define STORE_BUSY_WAIT_MS 5000
 void store_set_nowait(store_t *s, int on);
 
+/* Retry pacing for a no-wait handle's writer after STORE_BUSY. Commits
+ * hold the lock for milliseconds, so tries stay frequent (5 ms, doubling
+ * to STORE_RETRY_MAX_MS: a longer step delayed webhook parks by ~250 ms
+ * under a registration burst); an episode that lasts STORE_RETRY_WARN_MS
+ * (a CLI or backup holding a transaction open) is worth one warning. A
+ * plain value owned by its user; zero-initialise it. */
+#define STORE_RETRY_MIN_MS 5
+#define STORE_RETRY_MAX_MS 20
+#define STORE_RETRY_WARN_MS 300
+typedef struct store_retry {
+    int delay_ms;                /* 0: no episode under way */
+    int64_t since_ms;            /* monotonic ms the episode began */
+    int warned;
+} store_retry_t;
+/* The delay before the next try; *warn is 1 once per episode, when it has
+ * lasted STORE_RETRY_WARN_MS. */
+int store_retry_next(store_retry_t *r, int64_t now_ms, int *warn);
+/* A write went through: the episode is over. */
+void store_retry_done(store_retry_t *r);
+
 /* Forces a WAL checkpoint (clean shutdown). */
 int store_checkpoint(store_t *s);
 

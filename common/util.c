@@ -243,9 +243,3 @@ int util_hexval(int c)
         return c - 'A' + 10;
     return -1;
 }
-
-int util_backoff_ms(int cur, int min, int max)
-{
-    int next = cur > 0 ? (cur > max / 2 ? max : cur * 2) : min;
-    return next > max ? max : next;
-}

@@ -50,8 +50,8 @@
  * control thread's commit, the CLI, a backup — a write fails at once with
  * STORE_BUSY instead of sleeping in SQLite's busy handler with the loop
  * stopped. The flush then keeps its batch (parks and results, in order)
- * and a retry timer tries again, BUSY_RETRY_MIN_MS doubling to
- * BUSY_RETRY_MAX_MS; results of later answers join the same batch.
+ * and a retry timer tries again (store_retry_next: every few ms); results
+ * of later answers join the same batch.
  * Meanwhile requests still go out, but can_send() bounds what waits in
  * memory (FLUSH_MAX results beyond the wire, PARKS_MAX parks), so a lock
  * held for minutes stops new work instead of growing the batch. A re-read
@@ -84,8 +84,6 @@
 #define FLUSH_LAZY_US 20000      /* any other result (its connection is already free): this long */
 #define FLUSH_MAX 256            /* …or until this many are waiting */
 #define PARKS_MAX (4 * PASS_PARKS_MAX) /* parks waiting in memory past which walks stop (flush cannot commit) */
-#define BUSY_RETRY_MIN_MS 5      /* the write lock was taken: the first retry of the batch after this… */
-#define BUSY_RETRY_MAX_MS 250    /* …doubling each time up to this */
 #define TIMER_MAX_MS 1000        /* rows written by other processes (CLI) are seen within this */
 #define PURGE_EVERY_MS 60000
 #define PURGE_BATCH 500
@@ -170,7 +168,7 @@ struct hooks {
     struct policy_ref *pol;
     struct event *kick_ev, *timer_ev, *flush_ev, *purge_ev;
     struct event *retry_ev;      /* pending while a write waits for the store's lock */
-    int busy_ms;                 /* its last delay (backoff); 0 after a write went through */
+    store_retry_t busy;          /* the retries of a write that found the lock taken */
     int rebuild_wanted;          /* the per-domain queues must be re-read before the next walk */
     struct job *inflight;        /* requests on the wire (deliveries and tests) */
     struct job *done, *done_tail;/* answered, not yet recorded */
@@ -1048,7 +1046,7 @@ static int flush(struct hooks *h)
         retry_later(h);
         return rc;
     }
-    h->busy_ms = 0;
+    store_retry_done(&h->busy);
     int ok = rc == STORE_OK;
     /* Parks first: a result recorded below may unpark one of them (its
      * predecessor leaving), and that must win. */
@@ -1096,14 +1094,11 @@ static void retry_later(struct hooks *h)
 {
     if (h->stopping || evtimer_pending(h->retry_ev, NULL))
         return;
-    int was = h->busy_ms;
-    h->busy_ms = util_backoff_ms(h->busy_ms, BUSY_RETRY_MIN_MS, BUSY_RETRY_MAX_MS);
-    /* Commits take milliseconds: a lock held this long (~0.3 s) is worth
-     * one line per episode (a CLI or backup holding a transaction open). */
-    if (h->busy_ms == BUSY_RETRY_MAX_MS && was < BUSY_RETRY_MAX_MS)
+    int warn, ms = store_retry_next(&h->busy, util_mono_ms(), &warn);
+    if (warn)
         log_warn("hook.store_busy", "results=%d parks=%d note=\"the store's write lock is held elsewhere; "
-                 "records wait in memory and retry every %d ms\"", h->ndone, h->nparks, BUSY_RETRY_MAX_MS);
-    struct timeval tv = { h->busy_ms / 1000, (suseconds_t)(h->busy_ms % 1000) * 1000 };
+                 "records wait in memory and retry every %d ms\"", h->ndone, h->nparks, STORE_RETRY_MAX_MS);
+    struct timeval tv = { ms / 1000, (suseconds_t)(ms % 1000) * 1000 };
     evtimer_add(h->retry_ev, &tv);
 }
 
@@ -1114,7 +1109,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     int rc = h->rebuild_wanted ? order_rebuild(h) : flush(h);
     if (rc == STORE_BUSY)
         return; /* re-armed, with a longer delay */
-    h->busy_ms = 0;
+    store_retry_done(&h->busy);
     pass(h);
 }
 

@@ -24,8 +24,8 @@
  * The background thread's store handle never waits for a lock
  * (store_set_nowait): a flush that finds the write lock taken (the control
  * thread's commit, the CLI) writes nothing and keeps its batch, in order;
- * a retry timer tries again (VERIFY_BUSY_MIN_MS doubling to
- * VERIFY_BUSY_MAX_MS) and later results join it. Probes go on meanwhile
+ * a retry timer tries again (store_retry_next: every few ms) and later
+ * results join it. Probes go on meanwhile
  * until claim_room's bound (twice [verify] concurrency scheduler jobs,
  * finished ones included) stops the sweep: however long the lock is held,
  * memory stays bounded.
@@ -59,8 +59,6 @@
 #define VERIFY_BATCH 500         /* most domains claimed at once */
 #define VERIFY_FLUSH_BATCH 256   /* done jobs that force a flush */
 #define VERIFY_FLUSH_DELAY_MS 50 /* otherwise results wait this long to share a commit */
-#define VERIFY_BUSY_MIN_MS 5     /* the write lock was taken: the first retry of the batch after this… */
-#define VERIFY_BUSY_MAX_MS 250   /* …doubling each time up to this */
 #define VERIFY_TICK_MS 1000
 #define VERIFY_ID_BUCKETS 4096
 #define VERIFY_MAX_SERVERS 8
@@ -119,7 +117,7 @@ struct verify {
     size_t naddrs;
     struct event *tick_ev, *flush_ev, *claim_ev;
     struct event *retry_ev;      /* pending while the batch waits for the store's lock */
-    int busy_ms;                 /* its last delay (backoff); 0 after a flush went through */
+    store_retry_t busy;          /* the retries of a flush that found the lock taken */
     bool flush_armed;
     struct job_list running, done;
     size_t nrunning, ndone, nsched, nhint, napi;
@@ -131,9 +129,7 @@ struct verify {
     bool more, stopping;
     /* Pacing while the CPU is contended ([verify] contended_rate): a token
      * bucket of scheduled probe starts, refilled on the monotonic clock. */
-    bool pacing;
-    double pace_tokens;
-    int64_t pace_at_ms;
+    cpugauge_pace_t pace;
     uint64_t rng;                /* xorshift state for schedule jitter (seeded once) */
     verify_stats_t st;
     /* Our ACME account URI at the first [acme] directory, for CAA accounturi
@@ -806,12 +802,11 @@ static void retry_later(struct verify *v)
 {
     if (v->stopping || evtimer_pending(v->retry_ev, NULL))
         return;
-    int was = v->busy_ms;
-    v->busy_ms = util_backoff_ms(v->busy_ms, VERIFY_BUSY_MIN_MS, VERIFY_BUSY_MAX_MS);
-    if (v->busy_ms == VERIFY_BUSY_MAX_MS && was < VERIFY_BUSY_MAX_MS) /* ~0.3 s: once per episode */
+    int warn, ms = store_retry_next(&v->busy, util_mono_ms(), &warn);
+    if (warn)
         log_warn("verify.store_busy", "results=%zu note=\"the store's write lock is held elsewhere; results "
-                 "wait in memory and retry every %d ms\"", v->ndone, VERIFY_BUSY_MAX_MS);
-    struct timeval tv = { v->busy_ms / 1000, (suseconds_t)(v->busy_ms % 1000) * 1000 };
+                 "wait in memory and retry every %d ms\"", v->ndone, STORE_RETRY_MAX_MS);
+    struct timeval tv = { ms / 1000, (suseconds_t)(ms % 1000) * 1000 };
     evtimer_add(v->retry_ev, &tv);
 }
 
@@ -828,7 +823,7 @@ static void flush(struct verify *v)
         retry_later(v);
         return;
     }
-    v->busy_ms = 0;
+    store_retry_done(&v->busy);
     TAILQ_CONCAT(&batch, &v->done, link);
     v->ndone = 0;
     sched_of(v->c->cfg, &sc);
@@ -925,47 +920,34 @@ static int claim_read(struct verify *v, struct claim_ctx *cc, int64_t now)
     return store_verify_due(v->c->store, now, limit, claim_one, cc);
 }
 
-static void pace_set(struct verify *v, bool on)
+static void pace_note(struct verify *v, bool was)
 {
-    if (v->pacing == on)
+    if (v->pace.on == was)
         return;
-    v->pacing = on;
-    metrics_add(v->c->hub->metrics, M_PROBE_PACED, on ? 1 : -1);
-    log_info("verify.paced", "on=%d rate=%d", on, v->c->cfg->probe_contended_rate);
+    metrics_add(v->c->hub->metrics, M_PROBE_PACED, v->pace.on ? 1 : -1);
+    log_info("verify.paced", "on=%d rate=%d", v->pace.on, v->c->cfg->probe_contended_rate);
 }
 
-/* How many of want scheduled probes may start now. All of them while the
- * background thread gets the CPU it asks for; while it waits for one longer
- * than it runs (cpugauge), the traffic needs the cores and a sweep holds to
- * [verify] contended_rate, with a quarter second's worth of burst. nice
- * alone is not enough: the resolver answering the sweep and the kernel's
- * packet work are not niced. /verify and edge-hint probes never wait here.
- * 0 arms claim_ev for when the next probe may start. */
+/* How many of want scheduled probes may start now. All of them unless the
+ * background thread is crowded out by Hee's traffic (cpugauge); then a
+ * sweep holds to [verify] contended_rate. nice alone is not enough: the
+ * resolver answering the sweep and the kernel's packet work are not niced.
+ * /verify and edge-hint probes never wait here. 0 arms claim_ev for when
+ * the next probe may start. */
 static size_t pace_room(struct verify *v, size_t want)
 {
-    int rate = v->c->cfg->probe_contended_rate;
-    int64_t now = util_mono_ms();
-    double burst = rate >= 4 ? rate / 4.0 : 1.0;
-    if (rate <= 0 || !cpugauge_contended(v->c->gauge, now)) {
-        pace_set(v, false);
-        v->pace_tokens = burst;
-        v->pace_at_ms = now;
-        return want;
-    }
-    pace_set(v, true);
-    v->pace_tokens += (double)(now - v->pace_at_ms) * rate / 1000.0;
-    if (v->pace_tokens > burst)
-        v->pace_tokens = burst;
-    v->pace_at_ms = now;
-    size_t n = v->pace_tokens >= 1.0 ? (size_t)v->pace_tokens : 0;
+    int64_t now = util_mono_ms(), wait_ms;
+    bool was = v->pace.on;
+    size_t n = cpugauge_pace_room(&v->pace, cpugauge_contended(v->c->gauge, now),
+                                  v->c->cfg->probe_contended_rate, now, want, &wait_ms);
+    pace_note(v, was);
     if (n == 0) {
-        int64_t ms = (int64_t)((1.0 - v->pace_tokens) * 1000.0 / rate) + 1;
-        struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+        struct timeval tv = { (time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000 };
         v->more = true;
         if (event_add(v->claim_ev, &tv) != 0)
             log_error("verify.pace_failed", "%s", "what=timer");
     }
-    return n < want ? n : want;
+    return n;
 }
 
 static void claim(struct verify *v)
@@ -995,8 +977,7 @@ static void claim(struct verify *v)
         return;
     }
     v->more = cc.started == want;
-    if (v->pacing)
-        v->pace_tokens -= (double)cc.started;
+    cpugauge_pace_spend(&v->pace, cc.started);
     if (cc.started)
         log_debug("verify.claimed", "n=%zu inflight=%zu", cc.started, v->nrunning);
 }
@@ -1202,7 +1183,10 @@ void verify_stop(struct verify *v)
         event_del(v->claim_ev);
     if (v->retry_ev)
         event_del(v->retry_ev);
-    pace_set(v, false);
+    if (v->pace.on) {
+        v->pace.on = false;
+        pace_note(v, true);
+    }
     while ((j = TAILQ_FIRST(&v->running))) {
         TAILQ_REMOVE(&v->running, j, link);
         v->nrunning--;

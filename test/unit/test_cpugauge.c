@@ -43,6 +43,38 @@ static void test_parse(void **state)
     assert_int_equal(cpugauge_parse("12\n", &r, &w), -1);
 }
 
+/* The pacer: no limit while free; while contended a quarter second's
+ * burst, then rate per second, and the wait until the next start. */
+static void test_pace(void **state)
+{
+    (void)state;
+    cpugauge_pace_t p = { 0 };
+    int64_t wait = -1;
+    assert_int_equal(cpugauge_pace_room(&p, false, 1000, 0, 5000, &wait), 5000);
+    assert_int_equal(wait, 0);
+    assert_int_equal(cpugauge_pace_room(&p, true, 1000, 10, 5000, &wait), 250);
+    cpugauge_pace_spend(&p, 250);
+    assert_int_equal(cpugauge_pace_room(&p, true, 1000, 10, 5000, &wait), 0);
+    assert_int_equal(wait, 2); /* 1 ms for one token, rounded up */
+    assert_int_equal(cpugauge_pace_room(&p, true, 1000, 110, 5000, &wait), 100);
+    cpugauge_pace_spend(&p, 40);
+    assert_int_equal(cpugauge_pace_room(&p, true, 1000, 110, 30, &wait), 30);
+    /* the bucket never holds more than the burst */
+    assert_int_equal(cpugauge_pace_room(&p, true, 1000, 100000, 5000, &wait), 250);
+    /* rate 0: no pacing at all; a tiny rate still lets one through */
+    assert_int_equal(cpugauge_pace_room(&p, true, 0, 100001, 7, &wait), 7);
+    cpugauge_pace_t q = { 0 };
+    assert_int_equal(cpugauge_pace_room(&q, true, 2, 0, 10, &wait), 1);
+    cpugauge_pace_spend(&q, 1);
+    assert_int_equal(cpugauge_pace_room(&q, true, 2, 100, 10, &wait), 0);
+    assert_true(wait > 300 && wait <= 401);
+    /* free again: the limit goes at once */
+    assert_int_equal(cpugauge_pace_room(&q, false, 2, 200, 10, &wait), 10);
+    /* spending while free changes nothing */
+    cpugauge_pace_spend(&q, 100);
+    assert_int_equal(cpugauge_pace_room(&q, true, 2, 200, 10, &wait), 1);
+}
+
 /* On a kernel with schedstat the gauge samples; a NULL gauge (kernel
  * without it) is never contended. */
 static void test_live(void **state)
@@ -66,6 +98,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verdict_rule),
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_pace),
         cmocka_unit_test(test_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -217,6 +217,28 @@ static int64_t mono_ms(void)
  * write lock: store_begin fails at once with STORE_BUSY instead of
  * sleeping in SQLite's busy handler, reads still work, and once the lock
  * is gone the same handle writes. A default handle waits its timeout. */
+/* A no-wait writer's retries stay a few ms apart (commits hold the lock
+ * for milliseconds) and an episode warns once, when it has lasted. */
+static void test_retry_pacing(void **state)
+{
+    (void)state;
+    store_retry_t r = { 0 };
+    int warn = -1;
+    assert_int_equal(store_retry_next(&r, 1000, &warn), STORE_RETRY_MIN_MS);
+    assert_int_equal(warn, 0);
+    assert_int_equal(store_retry_next(&r, 1005, &warn), 10);
+    assert_int_equal(store_retry_next(&r, 1015, &warn), STORE_RETRY_MAX_MS);
+    assert_int_equal(store_retry_next(&r, 1035, &warn), STORE_RETRY_MAX_MS);
+    assert_int_equal(warn, 0);
+    assert_int_equal(store_retry_next(&r, 1000 + STORE_RETRY_WARN_MS, &warn), STORE_RETRY_MAX_MS);
+    assert_int_equal(warn, 1);
+    assert_int_equal(store_retry_next(&r, 2000, &warn), STORE_RETRY_MAX_MS);
+    assert_int_equal(warn, 0); /* once per episode */
+    store_retry_done(&r);
+    assert_int_equal(store_retry_next(&r, 5000, &warn), STORE_RETRY_MIN_MS);
+    assert_int_equal(warn, 0);
+}
+
 static void test_nowait_busy(void **unused)
 {
     char *p = tmp_path();
@@ -260,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_read_only_needs_initialised_file),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_nowait_busy),
+        cmocka_unit_test(test_retry_pacing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,22 +96,11 @@ static void test_digits_and_hex(void **unused)
     assert_int_equal(util_hexval('g'), -1);
 }
 
-static void test_backoff(void **state)
-{
-    (void)state;
-    assert_int_equal(util_backoff_ms(0, 5, 250), 5);
-    assert_int_equal(util_backoff_ms(5, 5, 250), 10);
-    assert_int_equal(util_backoff_ms(160, 5, 250), 250);
-    assert_int_equal(util_backoff_ms(250, 5, 250), 250);
-    assert_int_equal(util_backoff_ms(0x7fffffff, 5, 250), 250); /* no overflow */
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base64_roundtrip),
         cmocka_unit_test(test_iso8601),
-        cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_random_id),
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_digits_and_hex),
