@@ -308,7 +308,12 @@ int store_in_tx(const store_t *s)
 
 int store_checkpoint(store_t *s)
 {
-    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+        log_debug("store.checkpoint_deferred", "code=%d", rc);
+        return STORE_BUSY;
+    }
+    if (rc != SQLITE_OK)
         return store_fail(s, "checkpoint");
     return STORE_OK;
 }

@@ -25,8 +25,8 @@ enum store_rc {
     STORE_ERR = -1,       /* I/O, corruption, busy past the timeout: logged */
     STORE_NOTFOUND = -2,
     STORE_CONFLICT = -3,  /* a uniqueness rule refused the write */
-    STORE_BUSY = -4,      /* no-wait handle only (store_set_nowait): another
-                           * connection holds the lock; nothing was done */
+    STORE_BUSY = -4,      /* no-wait handle (store_set_nowait) or a checkpoint:
+                           * another connection holds the lock; nothing was done */
 };
 
 enum store_mode { STORE_RW, STORE_RO };
@@ -80,7 +80,10 @@ int store_retry_next(store_retry_t *r, int64_t now_ms, int *warn);
 /* A write went through: the episode is over. */
 void store_retry_done(store_retry_t *r);
 
-/* Forces a WAL checkpoint (clean shutdown). */
+/* Checkpoints and truncates the WAL (clean shutdown). STORE_BUSY, quietly,
+ * while another connection still reads or writes (the other control-side
+ * thread, an edge loader, the CLI): the last connection to close
+ * checkpoints anyway, so this only keeps the WAL small when it can. */
 int store_checkpoint(store_t *s);
 
 /* ---- savepoints, the read-lock pin and connection tuning ---- */
