@@ -121,9 +121,9 @@ size_t cpugauge_pace_room(cpugauge_pace_t *p, bool contended, int rate, int64_t 
         p->tokens = burst;
     } else if (now_ms > p->at_ms) {
         p->tokens += (double)(now_ms - p->at_ms) * rate / 1000.0;
-        if (p->tokens > burst)
-            p->tokens = burst;
     }
+    if (p->tokens > burst) /* also after a reload lowered the rate */
+        p->tokens = burst;
     p->at_ms = now_ms;
     size_t n = p->tokens >= 1.0 ? (size_t)p->tokens : 0;
     if (n == 0)

@@ -1453,7 +1453,7 @@ static void client_on_resp(void *arg)
 static int parse_challenges(acme_client_t *c, const char *list)
 {
     char buf[128];
-    snprintf(buf, sizeof(buf), "%s", list ? list : "tls-alpn-01,http-01");
+    snprintf(buf, sizeof(buf), "%s", list ? list : ACME_DEFAULT_CHALLENGES);
     c->npref = 0;
     char *save = NULL;
     for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {

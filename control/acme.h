@@ -15,6 +15,10 @@
 #include "control/keypool.h"
 #include "control/pki.h"
 
+/* The challenge types tried, in order, when [acme] challenges is blank. The
+ * CAA check (probe.c, validationmethods) must assume the same list. */
+#define ACME_DEFAULT_CHALLENGES "tls-alpn-01,http-01"
+
 typedef struct acme_client acme_client_t;
 typedef struct acme_order acme_order_t;
 
@@ -62,7 +66,7 @@ typedef struct {
     const char *contact_email; /* optional; sent as mailto: */
     const char *eab_kid;       /* optional external account binding */
     const char *eab_hmac_key;  /* base64url, as CAs hand it out */
-    const char *challenges;    /* preference, e.g. "tls-alpn-01,http-01" (the default) */
+    const char *challenges;    /* preference; NULL: ACME_DEFAULT_CHALLENGES */
     acme_hooks_t hooks;        /* NULL load/save: the account lives in memory only */
     /* Tunables; 0 picks the default in brackets. */
     int badnonce_retries;   /* immediate resends per request on badNonce [10] */

@@ -51,6 +51,7 @@
 #include "common/metrics.h"
 #include "common/store_cert.h"
 #include "common/util.h"
+#include "control/acme.h"
 #include "control/ctl.h"
 #include "control/dns.h"
 #include "control/probe.h"
@@ -676,7 +677,7 @@ static int job_start(struct verify *v, struct job *j, const store_verify_target_
         .methods = methods,
         .ca_identifier = cfg->acme_caa_identity[0] ? cfg->acme_caa_identity : NULL,
         .acme_account = cfg->acme_caa_identity[0] ? acme_kid(v, cfg) : NULL,
-        .acme_challenges = cfg->acme_challenges,
+        .acme_challenges = cfg->acme_challenges[0] ? cfg->acme_challenges : ACME_DEFAULT_CHALLENGES,
     };
     if ((j->probe = probe_run(v->probes, &req, on_probe, j)))
         return 0;
@@ -796,13 +797,27 @@ static void settle(struct verify *v, struct job_list *batch, bool committed)
 
 static void claim(struct verify *v);
 
+/* An API caller (/verify) waiting on a batch the lock has held back this
+ * long gets the answer a waiting handle's busy timeout used to give (no
+ * result); its probe result stays in the batch and is recorded when the
+ * lock frees. */
+static void answer_waiting(struct verify *v)
+{
+    struct job *j;
+    TAILQ_FOREACH(j, &v->done, link)
+        call_back(j, false);
+}
+
 /* The write lock was taken: the batch stays in v->done, a timer tries
  * again, backing off while the lock stays taken. */
 static void retry_later(struct verify *v)
 {
     if (v->stopping || evtimer_pending(v->retry_ev, NULL))
         return;
-    int warn, ms = store_retry_next(&v->busy, util_mono_ms(), &warn);
+    int64_t now = util_mono_ms();
+    int warn, ms = store_retry_next(&v->busy, now, &warn);
+    if (now - v->busy.since_ms >= STORE_BUSY_WAIT_MS)
+        answer_waiting(v);
     if (warn)
         log_warn("verify.store_busy", "results=%zu note=\"the store's write lock is held elsewhere; results "
                  "wait in memory and retry every %d ms\"", v->ndone, STORE_RETRY_MAX_MS);
@@ -972,12 +987,12 @@ static void claim(struct verify *v)
                 v->cursor = false;
         }
     }
+    cpugauge_pace_spend(&v->pace, cc.started); /* what started counts, whatever ended the claim */
     if (rc != STORE_OK || cc.failed) {
         v->more = v->cursor = false;
         return;
     }
     v->more = cc.started == want;
-    cpugauge_pace_spend(&v->pace, cc.started);
     if (cc.started)
         log_debug("verify.claimed", "n=%zu inflight=%zu", cc.started, v->nrunning);
 }

@@ -211,6 +211,7 @@ int uconn_progress(uconn_t *uc)
             uc->state = UC_READY;
             return 1;
         }
+        uc->state = UC_TLS; /* from here a failure is not the address's: no next one */
         if (tls_setup(uc) != 0) {
             ERR_clear_error();
             uc->err = ENOMEM;

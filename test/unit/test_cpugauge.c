@@ -70,6 +70,10 @@ static void test_pace(void **state)
     assert_true(wait > 300 && wait <= 401);
     /* free again: the limit goes at once */
     assert_int_equal(cpugauge_pace_room(&q, false, 2, 200, 10, &wait), 10);
+    /* a reload that lowers the rate takes effect at once, even within the same ms */
+    cpugauge_pace_t r = { 0 };
+    assert_int_equal(cpugauge_pace_room(&r, true, 1000, 0, 5000, &wait), 250);
+    assert_int_equal(cpugauge_pace_room(&r, true, 40, 0, 5000, &wait), 10);
     /* spending while free changes nothing */
     cpugauge_pace_spend(&q, 100);
     assert_int_equal(cpugauge_pace_room(&q, true, 2, 200, 10, &wait), 1);

@@ -621,6 +621,43 @@ static void test_engine_flush_waits_for_lock(void **state)
     fake_free(f);
 }
 
+/* /verify while another connection holds the write lock for longer than a
+ * waiting handle would have waited: the caller gets "no result" after
+ * STORE_BUSY_WAIT_MS instead of hanging on the lock, and the probe's result
+ * is still recorded once the lock frees. */
+static void test_engine_api_answered_while_locked(void **state)
+{
+    (void)state;
+    fake_t *f = fake_new("127.0.0.1:9");
+    int64_t p = fake_project(f, "trust", "{\"verification\":\"registration\"}");
+    int64_t id = fake_domain(f, p, "held.example.com", "tok");
+    store_set_nowait(f->c.store, 1);
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    char *err = NULL;
+    f->c.verify = verify_new(&f->c, &err);
+    assert_non_null(f->c.verify);
+    struct api_result r = { 0 };
+    assert_int_equal(verify_request(f->c.verify, id, VERIFY_RECORD, on_report, &r), 0);
+    int64_t t0 = util_mono_ms();
+    fake_run_until(f, &r.done, STORE_BUSY_WAIT_MS + 3000);
+    int64_t took = util_mono_ms() - t0;
+    assert_true(r.done);
+    assert_false(r.got);
+    assert_true(took >= STORE_BUSY_WAIT_MS - 100);
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    int64_t end = util_mono_ms() + 8000;
+    while (!all_verified(f, 1) && util_mono_ms() < end)
+        fake_run_for(f, 50);
+    assert_true(all_verified(f, 1));
+    assert_true(fake_sql_int(f, "SELECT count(*) FROM checks") >= 1);
+    verify_stop(f->c.verify);
+    verify_free(f->c.verify);
+    fake_free(f);
+}
+
 static void test_engine_bad_resolvers(void **state)
 {
     (void)state;
@@ -647,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_engine_timeouts_and_hints),
         cmocka_unit_test(test_engine_bounded),
         cmocka_unit_test(test_engine_flush_waits_for_lock),
+        cmocka_unit_test(test_engine_api_answered_while_locked),
         cmocka_unit_test(test_engine_bad_resolvers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
