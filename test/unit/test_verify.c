@@ -573,6 +573,26 @@ static void test_engine_bounded(void **state)
  * retries: the loop keeps turning, the sweep stops at its memory bound
  * instead of growing, and once the lock is free every result is recorded
  * exactly once. */
+/* Another connection takes the store's write lock, then the engine starts
+ * on a handle that does not wait for it (the background thread's). */
+static sqlite3 *start_locked(fake_t *f)
+{
+    store_set_nowait(f->c.store, 1);
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    char *err = NULL;
+    f->c.verify = verify_new(&f->c, &err);
+    assert_non_null(f->c.verify);
+    return lock;
+}
+
+static void unlock(sqlite3 *lock)
+{
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+}
+
 static void test_engine_flush_waits_for_lock(void **state)
 {
     (void)state;
@@ -586,13 +606,7 @@ static void test_engine_flush_waits_for_lock(void **state)
         fake_domain(f, p, host, "tok");
     }
     fake_sql(f, "COMMIT");
-    store_set_nowait(f->c.store, 1);
-    sqlite3 *lock = NULL;
-    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    char *err = NULL;
-    f->c.verify = verify_new(&f->c, &err);
-    assert_non_null(f->c.verify);
+    sqlite3 *lock = start_locked(f);
     int64_t t0 = util_mono_ms();
     fake_run_for(f, 600);
     int64_t took = util_mono_ms() - t0;
@@ -605,8 +619,7 @@ static void test_engine_flush_waits_for_lock(void **state)
     assert_true(st.jobs >= 16);          /* results wait in memory… */
     assert_true(st.jobs_peak <= 2 * 16); /* …up to the bound, no further */
     assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM checks"), 0);
-    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(lock);
+    unlock(lock);
     int64_t end = util_mono_ms() + 8000;
     while (!all_verified(f, 200) && util_mono_ms() < end)
         fake_run_for(f, 50);
@@ -631,13 +644,7 @@ static void test_engine_api_answered_while_locked(void **state)
     fake_t *f = fake_new("127.0.0.1:9");
     int64_t p = fake_project(f, "trust", "{\"verification\":\"registration\"}");
     int64_t id = fake_domain(f, p, "held.example.com", "tok");
-    store_set_nowait(f->c.store, 1);
-    sqlite3 *lock = NULL;
-    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    char *err = NULL;
-    f->c.verify = verify_new(&f->c, &err);
-    assert_non_null(f->c.verify);
+    sqlite3 *lock = start_locked(f);
     struct api_result r = { 0 };
     assert_int_equal(verify_request(f->c.verify, id, VERIFY_RECORD, on_report, &r), 0);
     int64_t t0 = util_mono_ms();
@@ -646,8 +653,7 @@ static void test_engine_api_answered_while_locked(void **state)
     assert_true(r.done);
     assert_false(r.got);
     assert_true(took >= STORE_BUSY_WAIT_MS - 100);
-    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(lock);
+    unlock(lock);
     int64_t end = util_mono_ms() + 8000;
     while (!all_verified(f, 1) && util_mono_ms() < end)
         fake_run_for(f, 50);
