@@ -131,6 +131,7 @@ struct verify {
     /* Pacing while the CPU is contended ([verify] contended_rate): a token
      * bucket of scheduled probe starts, refilled on the monotonic clock. */
     cpugauge_pace_t pace;
+    dns_stats_t dns_seen;        /* the resolver's counters already added to /metrics */
     uint64_t rng;                /* xorshift state for schedule jitter (seeded once) */
     verify_stats_t st;
     /* Our ACME account URI at the first [acme] directory, for CAA accounturi
@@ -397,6 +398,28 @@ static int remember_dns_config(struct verify *v, const config_t *cfg)
     return 0;
 }
 
+/* The resolver's counters onto /metrics as deltas since the last call: the
+ * resolver's stats belong to this thread, metrics are process-wide. */
+static void publish_dns(struct verify *v)
+{
+    dns_stats_t now;
+    metrics_t *m = v->c->hub->metrics;
+    if (!v->resolver)
+        return;
+    dns_resolver_stats(v->resolver, &now);
+#define PUB(field, counter) metrics_add(m, counter, (int64_t)(now.field - v->dns_seen.field))
+    PUB(queries, M_DNS_QUERIES);
+    PUB(udp_sent, M_DNS_UDP_SENT);
+    PUB(timeouts, M_DNS_TIMEOUTS);
+    PUB(malformed, M_DNS_MALFORMED);
+    PUB(net_errors, M_DNS_NET_ERRORS);
+    PUB(tcp_fallbacks, M_DNS_TCP_FALLBACKS);
+    PUB(tcp_refused, M_DNS_TCP_REFUSED);
+    PUB(ignored, M_DNS_IGNORED);
+#undef PUB
+    v->dns_seen = now;
+}
+
 /* Swaps in a resolver built from the current config once no probe runs on
  * the old one (probes borrow it). */
 static void maybe_swap(struct verify *v)
@@ -412,6 +435,8 @@ static void maybe_swap(struct verify *v)
         free(err);
         return;
     }
+    publish_dns(v); /* the old resolver's last counts; the new one starts at zero */
+    memset(&v->dns_seen, 0, sizeof(v->dns_seen));
     probe_ctx_free(v->probes);
     dns_resolver_free(v->resolver);
     v->probes = p;
@@ -1005,6 +1030,7 @@ static void on_claim(evutil_socket_t fd, short what, void *arg)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct verify *v = arg;
+    publish_dns(v);
     maybe_swap(v);
     claim(v);
 }

@@ -18,6 +18,7 @@
 
 #include "common/domain_state.h"
 #include "common/store_verify.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "control/probe.h"
 #include "control/subsys.h"
@@ -479,6 +480,14 @@ static void test_engine_timeouts_and_hints(void **state)
     while (fake_sql_int(f, "SELECT count(*) FROM checks") < 2 && util_mono_ms() < end)
         fake_run_for(f, 50);
     assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM checks WHERE outcome = 'timeout' AND verified = 0"), 1);
+    /* the resolver's counters reach /metrics within a tick (<= 1 s) */
+    end = util_mono_ms() + 3000;
+    while (metrics_get(f->hub.metrics, M_DNS_TIMEOUTS) == 0 && util_mono_ms() < end)
+        fake_run_for(f, 50);
+    assert_true(metrics_get(f->hub.metrics, M_DNS_QUERIES) >= 1);
+    assert_true(metrics_get(f->hub.metrics, M_DNS_TIMEOUTS) >= 1);
+    assert_true(metrics_get(f->hub.metrics, M_DNS_UDP_SENT) >= metrics_get(f->hub.metrics, M_DNS_TIMEOUTS));
+    assert_int_equal(metrics_get(f->hub.metrics, M_DNS_MALFORMED), 0);
     assert_int_equal(fake_sql_int(f, "SELECT count(*) FROM domains WHERE hostname = 'slow.example.com' AND "
                                      "state = 'pending_ownership' AND verified = 0"),
                      1);
