@@ -333,17 +333,27 @@ int store_cert_domain_status(store_t *s, int64_t domain_id, const char *state, c
 
 /* ---- ACME accounts ---- */
 
+/* Steps sql (one ? for the directory URL) to the account's row: STORE_OK
+ * with *st on it, STORE_NOTFOUND, or STORE_ERR (logged as what). *st, when
+ * set, is a cached statement the caller resets. */
+static int account_row(store_t *s, const char *sql, const char *directory_url, const char *what,
+                       sqlite3_stmt **st)
+{
+    if (!(*st = store_stmt(s, sql)))
+        return STORE_ERR;
+    store_bind_str(*st, 1, directory_url);
+    int step = sqlite3_step(*st);
+    return step == SQLITE_ROW ? STORE_OK : step == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, what);
+}
+
 int store_cert_account_get(store_t *s, const char *directory_url, unsigned char **key, size_t *key_len, char **kid)
 {
     *key = NULL;
     *key_len = 0;
     *kid = NULL;
-    sqlite3_stmt *st = store_stmt(s, "SELECT key_pem, kid FROM acme_accounts WHERE directory_url = ?");
-    if (!st)
-        return STORE_ERR;
-    store_bind_str(st, 1, directory_url);
-    int step = sqlite3_step(st);
-    int rc = step == SQLITE_ROW ? STORE_OK : step == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, "account.get");
+    sqlite3_stmt *st = NULL;
+    int rc = account_row(s, "SELECT key_pem, kid FROM acme_accounts WHERE directory_url = ?", directory_url,
+                         "account.get", &st);
     if (rc == STORE_OK) {
         *key = store_col_blob(st, 0, key_len);
         *kid = store_col_str(st, 1);
@@ -360,15 +370,12 @@ int store_cert_account_get(store_t *s, const char *directory_url, unsigned char 
 int store_cert_account_kid(store_t *s, const char *directory_url, char **kid)
 {
     *kid = NULL;
-    sqlite3_stmt *st = store_stmt(s, "SELECT kid FROM acme_accounts WHERE directory_url = ?");
-    if (!st)
-        return STORE_ERR;
-    store_bind_str(st, 1, directory_url);
-    int step = sqlite3_step(st);
-    int rc = step == SQLITE_ROW ? STORE_OK : step == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, "account.kid");
+    sqlite3_stmt *st = NULL;
+    int rc = account_row(s, "SELECT kid FROM acme_accounts WHERE directory_url = ?", directory_url, "account.kid",
+                         &st);
     if (rc == STORE_OK && sqlite3_column_type(st, 0) != SQLITE_NULL && !(*kid = store_col_str(st, 0)))
         rc = STORE_ERR;
-    sqlite3_reset(st);
+    sqlite3_reset(st); /* a no-op on NULL */
     return rc;
 }
 

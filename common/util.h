@@ -29,6 +29,7 @@ unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen);
 /* Wall clock in milliseconds since the epoch / monotonic milliseconds. */
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
+int64_t util_mono_us(void);
 /* Renders ms since the epoch as "2026-11-22T11:10:42.123Z" (buf >= 25 bytes). */
 char *util_iso8601(int64_t ms, char *buf, size_t len);
 /* Parses RFC 3339 ("…Z" or with an offset, optional fraction). 0 or -1. */

@@ -106,13 +106,6 @@ struct api {
 
 /* ---- small helpers ---- */
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 
 static const char *method_name(unsigned m)
 {
@@ -173,7 +166,7 @@ static void finish(api_req_t *r, int status, const char *content_type, const voi
     if (!r->_uncounted && status >= 400)
         metrics_inc(c->hub->metrics, M_API_ERRORS);
     if (!r->_uncounted)
-        metrics_observe_us(c->hub->metrics, H_API, mono_us() - r->_start_us);
+        metrics_observe_us(c->hub->metrics, H_API, util_mono_us() - r->_start_us);
     api_http_reply(r->hreq, status, http1_reason(status), http_date(r->api), content_type, r->_hdrs, r->_hdrs_len,
                    data, len, r->_close);
     r->_done = 1;
@@ -517,7 +510,7 @@ static struct tok_entry *authenticate(api_req_t *r)
     } else {
         e = cache_victim(a, hash);
         fresh.bucket = r->c->cfg->api_rate_burst;
-        fresh.bucket_us = mono_us();
+        fresh.bucket_us = util_mono_us();
     }
     memcpy(fresh.hash, hash, sizeof(hash));
     fresh.used = 1;
@@ -531,7 +524,7 @@ static int rate_limited(const config_t *cfg, struct tok_entry *e)
 {
     if (cfg->api_rate_limit <= 0)
         return 0;
-    int64_t now = mono_us();
+    int64_t now = util_mono_us();
     double burst = cfg->api_rate_burst;
     e->bucket += (double)(now - e->bucket_us) * cfg->api_rate_limit / 1e6;
     if (e->bucket > burst)
@@ -806,7 +799,7 @@ static void on_request(api_http_req_t *hr, void *arg)
     r->api = a;
     r->c = a->c;
     r->hreq = hr;
-    r->_start_us = mono_us();
+    r->_start_us = util_mono_us();
     if (hr->bad_status) {
         metrics_inc(a->c->hub->metrics, M_API_REQUESTS);
         reply_unreadable(r, hr->bad_status, hr->bad_why);

@@ -650,13 +650,6 @@ static int order_rebuild(struct hooks *h)
 
 /* ------------------------------------------------------------------ jobs -- */
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void policy_put(struct policy_ref *p)
 {
     if (p && --p->refs == 0) {
@@ -826,7 +819,7 @@ static void classify(struct job *j, CURL *easy, CURLcode rc)
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
     int answered = rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && j->body_capped);
     j->status_code = code;
-    j->latency_us = mono_us() - j->start_us;
+    j->latency_us = util_mono_us() - j->start_us;
     j->latency_ms = j->latency_us / 1000;
     body_text(j);
     if (answered && code >= 200 && code < 300) {
@@ -871,7 +864,7 @@ static void test_finish(struct job *j)
  * free already and their row is not sent twice meanwhile. */
 static void schedule_flush(struct hooks *h, int urgent)
 {
-    int64_t delay = urgent ? FLUSH_DELAY_US : FLUSH_LAZY_US, now = mono_us();
+    int64_t delay = urgent ? FLUSH_DELAY_US : FLUSH_LAZY_US, now = util_mono_us();
     if (evtimer_pending(h->retry_ev, NULL))
         return; /* the retry writes the whole batch; trying sooner finds the lock taken */
     if (h->ndone + h->nparks >= FLUSH_MAX) {
@@ -928,7 +921,7 @@ static int job_start(struct hooks *h, struct job *j, const char *url)
 {
     j->h = h;
     j->retry_after_ms = -1;
-    j->start_us = mono_us();
+    j->start_us = util_mono_us();
     j->start_ms = util_now_ms();
     if (setup_easy(h, j, url) != 0 || curlev_add(h->c->curl, j->easy, on_done, j) != 0)
         return -1;

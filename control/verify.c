@@ -142,13 +142,6 @@ struct verify {
     int64_t acme_kid_read_us; /* mono; 0: never read */
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static const char *const progress_hints[] = { "partial", "stray_aaaa", "caa_blocks_issuer", "cloudflare_proxy" };
 
 /* ---- pure decision ------------------------------------------------------ */
@@ -484,7 +477,7 @@ static struct job *job_new(struct verify *v, const store_verify_target_t *t, enu
     j->domain_id = t->id;
     j->origin = o;
     j->kind = kind;
-    j->start_us = mono_us();
+    j->start_us = util_mono_us();
     snprintf(j->host, sizeof(j->host), "%s", t->hostname);
     if (kind == VERIFY_RECORD) {
         struct job **b = bucket(v, t->id);
@@ -610,7 +603,7 @@ static void on_probe(const probe_result_t *res, void *arg)
     v->st.probes++;
     metrics_inc(m, M_PROBE_RUN);
     metrics_inc(m, res->verified ? M_PROBE_VERIFIED : M_PROBE_FAILED);
-    metrics_observe_us(m, H_PROBE, mono_us() - j->start_us);
+    metrics_observe_us(m, H_PROBE, util_mono_us() - j->start_us);
     const char *method = probe_method_str(res->method);
     snprintf(j->method, sizeof(j->method), "%s", res->verified && method ? method : "all");
     snprintf(j->hint, sizeof(j->hint), "%s", probe_hint_str(res->hint));
@@ -635,7 +628,7 @@ static void on_probe(const probe_result_t *res, void *arg)
  * A failed read keeps the last value: the probe stays as good as before. */
 static const char *acme_kid(struct verify *v, const config_t *cfg)
 {
-    int64_t now = mono_us();
+    int64_t now = util_mono_us();
     if (v->acme_kid_read_us && now - v->acme_kid_read_us < (int64_t)VERIFY_TICK_MS * 1000)
         return v->acme_kid;
     v->acme_kid_read_us = now;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "common/util.h"
+
 static inline int64_t clock_coarse_ms(void)
 {
     struct timespec ts;
@@ -24,9 +26,7 @@ static inline int64_t clock_coarse_ms(void)
 
 static inline int64_t clock_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return util_mono_us();
 }
 
 #endif

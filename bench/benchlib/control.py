@@ -314,6 +314,15 @@ def _resolve_wrk(ctx, tok, m, tag):
     return r
 
 
+def _restart_sweeping(ctx, h, zone, n, kw, tag):
+    """Seeds n pending domains into the (stopped) instance h's store and starts
+    Hee on it again: the verification sweep begins at start-up."""
+    _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
+    h = Hee(ctx, data_dir=h.data_dir, **kw)
+    h.start(tag)
+    return h
+
+
 def _contention_api(ctx, keys, n, m):
     zone = "c.test"
     k = Knot(ctx, zone, ["edge A 127.0.0.1"]).start("contapi")
@@ -341,9 +350,7 @@ def _contention_api(ctx, keys, n, m):
                 reg_idle = _register_rate(h, f"ri{run}")
             finally:
                 h.stop()
-            _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
-            h = Hee(ctx, data_dir=h.data_dir, **kw)
-            h.start(f"ca{run}b")
+            h = _restart_sweeping(ctx, h, zone, n, kw, f"ca{run}b")
             try:
                 c0, t0 = _checks(h.data_dir), time.monotonic()
                 busy = _resolve_wrk(ctx, tok, m, f"ca{run}-sweep")
@@ -441,9 +448,7 @@ def _contention(ctx, keys, n):
                 idle = wrk(ctx, f"https://{SNI}:{h.port}/", ctx.p.duration, save_as=f"ct{run}-idle.txt")
             finally:
                 h.stop()
-            _seed_pending(h.data_dir, (f"s{i}.{zone}" for i in range(n)), slug="sweep")
-            h = Hee(ctx, data_dir=h.data_dir, **kw)
-            h.start(f"ct{run}b")
+            h = _restart_sweeping(ctx, h, zone, n, kw, f"ct{run}b")
             try:
                 tls_get(h.port, SNI, timeout=20)  # route and certificate back from the store
                 c0, t0, k0 = _checks(h.data_dir), time.monotonic(), P.cpu_seconds(k.proc.pid)

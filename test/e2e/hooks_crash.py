@@ -155,6 +155,17 @@ class SignallingReceiver(Receiver):
             return self._answers[0]
 
 
+def write_locker(h, lock):
+    """A receiver hook that takes the store's write lock from another
+    connection (as the CLI may) just before the 2xx goes out; the
+    connection is appended to lock, for the test to release."""
+    def hold_write_lock():
+        db = sqlite3.connect(h.db_path, timeout=5, isolation_level=None, check_same_thread=False)
+        db.execute("BEGIN IMMEDIATE")
+        lock.append(db)
+    return hold_write_lock
+
+
 def delivered_attempts(client):
     """hee_webhook_attempts_total{result="delivered"}: counted when the 2xx is
     read, before its record is written."""
@@ -218,11 +229,7 @@ def kill_after_2xx(held):
             ep = create_endpoint(p, r.url, ["domain.created"])
             r.set_secrets([ep["secret"]])
             if held:
-                def hold_write_lock():
-                    db = sqlite3.connect(h.db_path, timeout=5, isolation_level=None, check_same_thread=False)
-                    db.execute("BEGIN IMMEDIATE")
-                    lock.append(db)
-                r.before_answer = hold_write_lock
+                r.before_answer = write_locker(h, lock)
             add_domain(p, "first.example.com")
             first_id, answered_at = r.wait_answered()
             # The 2xx is on the socket; the kill waits only for hee to have read it.
@@ -297,12 +304,7 @@ def record_waits_for_lock_then_commits():
         with SignallingReceiver([]) as r:
             ep = create_endpoint(p, r.url, ["domain.created"])
             r.set_secrets([ep["secret"]])
-
-            def hold_write_lock():
-                db = sqlite3.connect(h.db_path, timeout=5, isolation_level=None, check_same_thread=False)
-                db.execute("BEGIN IMMEDIATE")
-                lock.append(db)
-            r.before_answer = hold_write_lock
+            r.before_answer = write_locker(h, lock)
             add_domain(p, "held.example.com")
             first_id, _ = r.wait_answered()
             wait_until(lambda: delivered_attempts(metrics) >= 1, what="hee read the 2xx")
