@@ -48,6 +48,7 @@ static const struct crow rows[] = {
     { "edge", "header_timeout", T_MS, F(header_timeout_ms), 0, "10s", 100, 3600000, 1 },
     { "edge", "idle_timeout", T_MS, F(idle_timeout_ms), 0, "60s", 100, 86400000, 1 },
     { "edge", "upstream_connect_timeout", T_MS, F(upstream_connect_timeout_ms), 0, "5s", 10, 600000, 1 },
+    { "edge", "upstream_fail_timeout", T_MS, F(upstream_fail_timeout_ms), 0, "10s", 0, 3600000, 1 },
     { "edge", "upstream_timeout", T_MS, F(upstream_timeout_ms), 0, "60s", 10, 86400000, 1 },
     { "edge", "max_request_line", T_INT, F(max_request_line), 0, "8192", 256, 1048576, 1 },
     { "edge", "max_header_bytes", T_INT, F(max_header_bytes), 0, "32768", 1024, 1048576, 1 },

@@ -39,6 +39,7 @@ typedef struct config {
     int header_timeout_ms;
     int idle_timeout_ms;
     int upstream_connect_timeout_ms;
+    int upstream_fail_timeout_ms;
     int upstream_timeout_ms;
     int max_request_line;
     int max_header_bytes;

@@ -54,6 +54,7 @@ enum {
     RQ_NO_REUSE = 1 << 16,  /* the upstream connection cannot be pooled */
     RQ_HEAD_IN = 1 << 17,   /* the request head still sits at the start of c->in */
     RQ_DISCARD = 1 << 18,   /* answered locally: reading and dropping the body */
+    RQ_CONN_TIMEDOUT = 1 << 19, /* an address of this target timed out on connect */
 };
 
 typedef struct req {
@@ -833,12 +834,16 @@ static void send_phase(conn_t *c)
 }
 
 static void connecting(conn_t *c, uconn_t *uc);
+static void mark_down(conn_t *c, int err);
+static int skip_down_primary(conn_t *c, upstream_t *u);
 
 static void connect_failed(conn_t *c, int err)
 {
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     const route_t *r = rq->route;
+    if (err == ETIMEDOUT)
+        rq->flags |= RQ_CONN_TIMEDOUT; /* the 502 says so even if a later address refused */
     if (c->up && c->up->state == UC_CONNECTING) {
         /* The TCP connect to one address of the name failed or timed out:
          * its next address first (nothing was sent), then the fallback. */
@@ -860,14 +865,49 @@ static void connect_failed(conn_t *c, int err)
         uconn_close(c->up);
         c->up = NULL;
     }
+    mark_down(c, err);
     if (rq->target == 0 && r->n_up > 1 && !(rq->flags & RQ_BODY_SENT)) {
         metrics_inc(w->hub->metrics, M_UPSTREAM_FALLBACK);
         rq->head_sent = 0;
         start_target(c, 1, 0);
         return;
     }
-    local_error(c, 502, err == ETIMEDOUT ? "upstream connect timed out"
-                        : err == EPROTO ? "upstream TLS handshake failed" : "upstream unreachable");
+    local_error(c, 502, err == EPROTO ? "upstream TLS handshake failed"
+                        : rq->flags & RQ_CONN_TIMEDOUT ? "upstream connect timed out" : "upstream unreachable");
+}
+
+static void mark_down(conn_t *c, int err)
+{
+    /* Out of descriptors, memory or local ports says nothing about the
+     * origin: its requests must not all move to the fallback for it. */
+    if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS || err == EADDRNOTAVAIL)
+        return;
+    edge_worker_t *w = c->w;
+    req_t *rq = c->req;
+    upstream_t *u = upstream_get(w, &rq->route->up[rq->target]);
+    int ms = w->cfg->upstream_fail_timeout_ms;
+    if (u && upstream_mark_failed(u, clock_coarse_ms(), ms)) {
+        metrics_inc(w->hub->metrics, M_UPSTREAM_MARKED_DOWN);
+        log_warn("edge.upstream_down", "worker=%d upstream=%s for_ms=%d error=\"%s\"", w->index, u->addr.key, ms,
+                 strerror(err));
+    }
+}
+
+/* The primary failed to connect lately: the fallback answers at once
+ * rather than after another connect timeout — unless the fallback is
+ * marked down too, then the primary gets its chance again. */
+static int skip_down_primary(conn_t *c, upstream_t *u)
+{
+    int64_t now = clock_coarse_ms();
+    if (!upstream_down(u, now))
+        return 0;
+    upstream_t *fb = upstream_get(c->w, &c->req->route->up[1]);
+    if (!fb || upstream_down(fb, now))
+        return 0;
+    metrics_inc(c->w->hub->metrics, M_UPSTREAM_FALLBACK);
+    metrics_inc(c->w->hub->metrics, M_UPSTREAM_DOWN_SKIP);
+    start_target(c, 1, 0);
+    return 1;
 }
 
 static void start_target(conn_t *c, int idx, int fresh)
@@ -875,11 +915,14 @@ static void start_target(conn_t *c, int idx, int fresh)
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     rq->target = (uint8_t)idx;
+    rq->flags &= ~(uint32_t)RQ_CONN_TIMEDOUT;
     upstream_t *u = upstream_get(w, &rq->route->up[idx]);
     if (!u) {
         local_error(c, 500, "out of memory");
         return;
     }
+    if (idx == 0 && rq->route->n_up > 1 && u->down_until_ms && skip_down_primary(c, u))
+        return;
     uconn_t *uc = fresh ? NULL : upstream_take(u, c);
     if (uc) {
         rq->flags |= RQ_REUSED;

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "edge/clock.h"
 #include "edge/conn.h"
 #include "edge/proxy.h"
 #include "edge/worker.h"
@@ -35,25 +36,33 @@ static upstream_t *target_new(edge_worker_t *w, const upstream_addr_t *a)
     return u;
 }
 
-upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
+/* Only a newer answer moves the target, so two projects whose parts
+ * resolved the same name at different times do not flip it (and flush
+ * its pool) request by request. */
+static upstream_t *upstream_refresh(upstream_t *u, const upstream_addr_t *a)
 {
-    upstream_t *u = strmap_get(w->upstreams, a->key, a->key_len);
-    if (!u)
-        return target_new(w, a);
-    /* Only a newer answer moves the target, so two projects whose parts
-     * resolved the same name at different times do not flip it (and flush
-     * its pool) request by request. */
     if (!a->resolved || a->resolved_ms <= u->addr.resolved_ms)
         return u;
     if (a->n_addrs != u->addr.n_addrs ||
         memcmp(a->addrs, u->addr.addrs, a->n_addrs * sizeof(a->addrs[0])) != 0) {
         u->addr = *a;
         u->good = 0;
+        u->down_until_ms = 0;
         upstream_sweep_one(u, 0, 0); /* pooled connections go to the old addresses */
     } else {
         u->addr.resolved_ms = a->resolved_ms;
     }
     return u;
+}
+
+upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
+{
+    upstream_t *u = strmap_get(w->upstreams, a->key, a->key_len);
+    if (!u)
+        u = target_new(w, a);
+    if (u)
+        u->used_ms = clock_coarse_ms();
+    return u ? upstream_refresh(u, a) : NULL;
 }
 
 /* Idle in the pool and readable: a TLS origin may send session tickets,
@@ -93,6 +102,7 @@ static uconn_t *uconn_new(edge_worker_t *w, upstream_t *u, int fd, conn_t *owner
         return NULL;
     uc->w = w;
     uc->target = u;
+    u->n_conns++;
     uc->fd = fd;
     uc->owner = owner;
     event_assign(&uc->rev, w->base, fd, EV_READ | EV_PERSIST, on_event, uc);
@@ -207,6 +217,7 @@ int uconn_progress(uconn_t *uc)
             return -1;
         }
         uc->target->good = uc->ai;
+        uc->target->down_until_ms = 0;
         if (!uc->target->addr.tls) {
             uc->state = UC_READY;
             return 1;
@@ -420,6 +431,7 @@ void uconn_close(uconn_t *uc)
     }
     close(uc->fd);
     iobuf_drop(&uc->in, &uc->w->pool);
+    uc->target->n_conns--;
     free(uc);
 }
 
@@ -435,7 +447,7 @@ void uconn_release(uconn_t *uc, int reusable)
         return;
     }
     iobuf_release(&uc->in, &w->pool);
-    uc->idle_since_ms = util_mono_ms();
+    uc->idle_since_ms = clock_coarse_ms();
     uc->nreq++;
     uconn_want_read(uc, 1); /* to notice the origin closing it */
     TAILQ_INSERT_HEAD(&u->idle, uc, link);
@@ -454,22 +466,39 @@ void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms)
     }
 }
 
+int upstream_mark_failed(upstream_t *u, int64_t now_ms, int64_t for_ms)
+{
+    if (for_ms <= 0)
+        return 0;
+    int was = u->down_until_ms > now_ms;
+    u->down_until_ms = now_ms + for_ms;
+    return !was;
+}
+
+int upstream_down(const upstream_t *u, int64_t now_ms)
+{
+    return u->down_until_ms > now_ms && u->n_idle == 0;
+}
+
+/* Targets freed per sweep at most: the table may not change while it is
+ * walked, so the walk collects and the sweep deletes after. */
+#define PRUNE_BATCH 16
+
 struct sweep {
     int64_t now_ms, idle_ms;
+    upstream_t *unused[PRUNE_BATCH];
+    int n_unused;
 };
 
 static void sweep_each(const char *key, void *val, void *arg)
 {
-    const struct sweep *s = arg;
+    struct sweep *s = arg;
+    upstream_t *u = val;
     (void)key;
-    upstream_sweep_one(val, s->now_ms, s->idle_ms);
-}
-
-void upstream_sweep(edge_worker_t *w, int64_t now_ms, int64_t idle_ms)
-{
-    struct sweep s = { now_ms, idle_ms };
-    if (w->upstreams)
-        strmap_each(w->upstreams, sweep_each, &s);
+    upstream_sweep_one(u, s->now_ms, s->idle_ms);
+    if (s->idle_ms > 0 && u->n_conns == 0 && s->now_ms - u->used_ms >= UPSTREAM_UNUSED_MS &&
+        s->n_unused < PRUNE_BATCH)
+        s->unused[s->n_unused++] = u;
 }
 
 static void target_free(void *p)
@@ -478,6 +507,19 @@ static void target_free(void *p)
     upstream_sweep_one(u, 0, 0);
     SSL_SESSION_free(u->session);
     free(u);
+}
+
+void upstream_sweep(edge_worker_t *w, int64_t now_ms, int64_t idle_ms)
+{
+    struct sweep s = { .now_ms = now_ms, .idle_ms = idle_ms };
+    if (!w->upstreams)
+        return;
+    strmap_each(w->upstreams, sweep_each, &s);
+    for (int i = 0; i < s.n_unused; i++) {
+        log_debug("edge.upstream_forgotten", "worker=%d upstream=%s", w->index, s.unused[i]->addr.key);
+        strmap_del(w->upstreams, s.unused[i]->addr.key, s.unused[i]->addr.key_len);
+        target_free(s.unused[i]);
+    }
 }
 
 void upstream_table_free(edge_worker_t *w)

@@ -75,6 +75,10 @@ typedef struct upstream {
     SSL_SESSION *session;            /* https: last session, for resumption */
     TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
     unsigned n_idle;
+    unsigned n_conns;                /* uconns (lent or pooled) pointing here: it lives while > 0 */
+    int64_t used_ms;                 /* clock_coarse_ms of the last upstream_get */
+    int64_t down_until_ms;           /* every address failed to connect: until then (clock_coarse_ms)
+                                      * a route with a fallback goes to it first */
     uint8_t good;                    /* addr.addrs[] index that connected last: tried first */
 } upstream_t;
 
@@ -141,9 +145,22 @@ SSL_CTX *upstream_ssl_ctx_new(const char *ca_bundle, char **err);
 /* Read / write interest (idempotent). */
 void uconn_want_read(uconn_t *uc, int on);
 void uconn_want_write(uconn_t *uc, int on);
+/* Passive health, per worker (as nginx's max_fails=1 fail_timeout): a
+ * connect that failed on every address marks u down for for_ms ([edge]
+ * upstream_fail_timeout; 0 = never); a connect that succeeds clears it.
+ * upstream_down: marked and nothing pooled (a pooled connection is proof
+ * of life). mark returns 1 when u was not down before. */
+int upstream_mark_failed(upstream_t *u, int64_t now_ms, int64_t for_ms);
+int upstream_down(const upstream_t *u, int64_t now_ms);
 /* Closes pooled connections idle longer than idle_ms; closes all with 0
  * (the pool bound and the idle timeout are [edge] upstream_idle_conns /
- * upstream_idle_timeout). */
+ * upstream_idle_timeout). With idle_ms > 0 it also frees up to a few
+ * targets that have no connection and were not used for
+ * UPSTREAM_UNUSED_MS (origins a project no longer names). now_ms is
+ * clock_coarse_ms. */
+#ifndef UPSTREAM_UNUSED_MS /* tests may build with a shorter one */
+#define UPSTREAM_UNUSED_MS (10 * 60 * 1000)
+#endif
 void upstream_sweep(struct edge_worker *w, int64_t now_ms, int64_t idle_ms);
 void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms);
 

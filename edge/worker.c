@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "edge/cidr.h"
+#include "edge/clock.h"
 #include "edge/conn.h"
 #include "edge/proxy.h"
 #include "edge/route.h"
@@ -228,7 +229,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     edge_worker_t *w = arg;
     flush_metrics(w);
-    int64_t now = util_mono_ms();
+    int64_t now = clock_coarse_ms();
     if (now - w->mono_ms >= 1000) {
         w->mono_ms = now;
         upstream_sweep(w, now, w->cfg->upstream_idle_timeout_ms);
@@ -348,7 +349,7 @@ static void *thread_main(void *arg)
     edge_worker_t *w = arg;
     struct timeval tv = { 0, TICK_MS * 1000 };
     event_add(&w->tick, &tv);
-    w->mono_ms = util_mono_ms();
+    w->mono_ms = clock_coarse_ms();
     event_base_dispatch(w->base);
     event_del(&w->tick);
     worker_cleanup(w);

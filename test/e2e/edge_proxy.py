@@ -61,7 +61,8 @@ HEE_IN_NS = _hosts_namespace()
 KEY = b"s3cret-project-key-0123456789abc"
 # upstream_ca_bundle: https origins must be signed by the test CA.
 H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms", "upstream_ca_bundle": CA.path,
-                       "upstream_connect_timeout": "700ms", "trusted_proxies": "10.9.0.0/16"},
+                       "upstream_connect_timeout": "700ms", "upstream_fail_timeout": "1500ms",
+                       "trusted_proxies": "10.9.0.0/16"},
               "log": {"access_log": ACCESS}}, bin=HEE_IN_NS)
 META = '{"workspaceId":"ws_abc123","plan":"pro"}'
 P_MAIN = edge(H, CA, "app.test", slug="acme", upstream=UP.url, hmac_key=KEY, metadata=META,
@@ -78,6 +79,30 @@ edge(H, CA, "tlsip.test", slug="tlsip", upstream=UPS.url)
 edge(H, CA, "tlsbad.test", slug="tlsbad", upstream="https://127.0.0.1:%d" % UPS_BAD.port)
 edge(H, CA, "twoaddr.test", slug="twoaddr", upstream="http://twoaddr.test:%d" % UP.port)
 edge(H, CA, "slowfirst.test", slug="slowfirst", upstream="http://slowfirst.test:%d" % UP.port)
+
+
+def blackhole(family=socket.AF_INET, addr="127.0.0.1", port=0):
+    """A listener whose accept queue is full, so the kernel drops SYNs and
+    a connect to it hangs. Returns (port, close)."""
+    ls = socket.socket(family)
+    ls.bind((addr, port))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket(family)
+        f.setblocking(False)
+        try:
+            f.connect((addr, port))
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+
+    def close():
+        for f in fillers:
+            f.close()
+        ls.close()
+    return port, close
 
 
 def conn(host="app.test"):
@@ -328,28 +353,44 @@ def fallback_then_502():
 def upstream_timeout_504_and_connect_timeout_502():
     st, hd, body = fetch(H, "app.test", "GET", "/slow?delay=3000", ca=CA)
     expect(st == 504, "504 on a slow upstream, got %d" % st)
-    # A listener with a full accept queue drops SYNs: connect hangs.
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(0)
-    port = ls.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        f = socket.socket()
-        f.setblocking(False)
-        try:
-            f.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
+    port, close = blackhole()
     edge(H, CA, "blackhole.test", slug="bh", upstream="http://127.0.0.1:%d" % port)
     t0 = time.time()
     st, hd, body = fetch(H, "blackhole.test", "GET", "/x", ca=CA)
     expect(st == 502 and b"timed out" in body, "connect timeout → 502, got %d %r" % (st, body))
     expect(time.time() - t0 < 3, "connect timeout honoured")
-    for f in fillers:
-        f.close()
-    ls.close()
+    close()
+
+
+@test
+def primary_marked_down_goes_to_fallback():
+    """A primary whose connect timed out is marked down for [edge]
+    upstream_fail_timeout (1500ms here): on that worker the next requests
+    go to the fallback at once instead of paying the connect timeout
+    again; once the mark expires the primary is tried again."""
+    port, close = blackhole()
+    edge(H, CA, "bhfb.test", slug="bhfb", upstream="http://127.0.0.1:%d" % port, fallback=UP2.url)
+    marked, skips = metric(H, "hee_upstream_marked_down_total"), metric(H, "hee_upstream_down_skips_total")
+    s = conn("bhfb.test")   # one connection: one worker, whose mark this is
+    try:
+        def timed():
+            t0 = time.time()
+            st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: bhfb.test\r\n\r\n")
+            expect(st == 200, "the fallback answers: %d %r" % (st, body[:200]))
+            return time.time() - t0
+        took = timed()
+        expect(0.6 < took < 3, "first request pays one connect timeout: %.2fs" % took)
+        fast = [timed() for _ in range(3)]
+        expect(max(fast) < 0.5, "primary marked down: the fallback at once: %r" % fast)
+        expect(wait_metric(H, "hee_upstream_marked_down_total", lambda v: v == marked + 1) == marked + 1, "marked down once")
+        expect(wait_metric(H, "hee_upstream_down_skips_total", lambda v: v == skips + 3) == skips + 3,
+               "three requests skipped the primary")
+        time.sleep(1.7)
+        took = timed()
+        expect(0.6 < took < 3, "mark expired: the primary is tried again: %.2fs" % took)
+    finally:
+        s.close()
+        close()
 
 
 @test
@@ -497,18 +538,7 @@ def upstream_name_tries_every_address():
     # slowfirst.test: a full accept queue on [::1]:port drops SYNs, so the
     # first address times out ([edge] upstream_connect_timeout 700ms) and
     # the second one serves the request.
-    ls = socket.socket(socket.AF_INET6)
-    ls.bind(("::1", UP.port))
-    ls.listen(0)
-    fillers = []
-    for _ in range(4):
-        f = socket.socket(socket.AF_INET6)
-        f.setblocking(False)
-        try:
-            f.connect(("::1", UP.port))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
+    _, close = blackhole(socket.AF_INET6, "::1", UP.port)
     try:
         t0 = time.time()
         st, hd, body = fetch(H, "slowfirst.test", "GET", "/echo", ca=CA)
@@ -516,9 +546,16 @@ def upstream_name_tries_every_address():
         expect(st == 200, "first address times out → next address: %d %r" % (st, body[:200]))
         expect(0.6 < took < 3, "one connect timeout paid, then served: %.2fs" % took)
     finally:
-        for f in fillers:
-            f.close()
-        ls.close()
+        close()
+
+    # ::1 times out, 127.0.0.1 refuses: the 502 says the connect timed out.
+    port, close = blackhole(socket.AF_INET6, "::1")
+    try:
+        edge(H, CA, "slowrefused.test", slug="slowrefused", upstream="http://slowfirst.test:%d" % port)
+        st, hd, body = fetch(H, "slowrefused.test", "GET", "/echo", ca=CA)
+        expect(st == 502 and b"timed out" in body, "timed out, then refused → 502 timed out: %d %r" % (st, body))
+    finally:
+        close()
 
 
 def teardown():
