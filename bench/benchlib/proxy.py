@@ -7,6 +7,7 @@ ECDSA P-256 leaf from its own CA, issued for bench.test before measuring.
 """
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -65,11 +66,23 @@ def start_all(ctx, names, tag, keys):
     return up
 
 
+def _children_cpu():
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
 def _wrk_into(ctx, system, pid, url, run, extra=(), tag="ka"):
-    c0 = P.cpu_seconds(pid)
+    """One wrk load; returns wrk's figures and the proxy's CPU per request.
+    Also leaves in r the upstream's and the client's CPU per request
+    ("up_cpu_us", "client_cpu_us"): all three share the two cores, so
+    their sum is what one request costs the machine."""
+    c0, u0, w0 = P.cpu_seconds(pid), P.cpu_seconds(ctx.upstream.pid), _children_cpu()
     r = wrk(ctx, url, ctx.p.duration, conns=64, extra=extra, save_as=f"r{run}-{system}-{tag}.txt")
-    c1 = P.cpu_seconds(pid)
-    cpu_us = (c1 - c0) * 1e6 / r["requests"] if r["requests"] else None
+    c1, u1, w1 = P.cpu_seconds(pid), P.cpu_seconds(ctx.upstream.pid), _children_cpu()
+    n = r["requests"]
+    cpu_us = (c1 - c0) * 1e6 / n if n else None
+    r["up_cpu_us"] = (u1 - u0) * 1e6 / n if n and pid != ctx.upstream.pid else None
+    r["client_cpu_us"] = (w1 - w0) * 1e6 / n if n else None
     return r, cpu_us
 
 
@@ -80,7 +93,11 @@ def ka_keys(ctx):
             ("ka_p99_ms", "1. Keep-alive p99 latency, ms", 2),
             ("ka_cpu_us", "1. Proxy CPU per keep-alive request, µs (process tree utime+stime; direct: the "
                           "upstream's own)", 1),
-            ("ka_errors", "1. Keep-alive wrk errors (socket + non-2xx)", 0)]
+            ("ka_errors", "1. Keep-alive wrk errors (socket + non-2xx)", 0),
+            ("ka_up_cpu_us", "1. … the upstream's CPU per request meanwhile, µs", 1),
+            ("ka_client_cpu_us", "1. … the client's (wrk) CPU per request meanwhile, µs", 1),
+            ("ka_box_cpu_us", "1. … proxy + upstream + client CPU per request: what one request costs the "
+                              "two shared cores, µs", 1)]
 
 
 def keepalive(ctx, systems=("nginx", "haproxy", "caddy", "hee")):
@@ -97,7 +114,12 @@ def keepalive(ctx, systems=("nginx", "haproxy", "caddy", "hee")):
                 r, cpu = _wrk_into(ctx, "direct", ctx.upstream.pid, f"http://{UPSTREAM}/", run)
                 _record_ka(R, keys, "direct", r, cpu)
                 time.sleep(1)
-            for n, s in up.items():
+            # Each run starts with the next system: a system measured right
+            # after another one's load (Caddy's GC, say) is not always the same.
+            names = list(up)
+            k = (run - 1) % len(names) if names else 0
+            for n in names[k:] + names[:k]:
+                s = up[n]
                 r, cpu = _wrk_into(ctx, n, s.pid, f"https://{SNI}:{s.port}/", run)
                 _record_ka(R, keys, n, r, cpu)
                 time.sleep(1)
@@ -107,11 +129,16 @@ def keepalive(ctx, systems=("nginx", "haproxy", "caddy", "hee")):
 
 
 def _record_ka(R, keys, system, r, cpu):
-    (k1, l1, d1), (k2, l2, d2), (k3, l3, d3), (k4, l4, d4) = keys
+    (k1, l1, d1), (k2, l2, d2), (k3, l3, d3), (k4, l4, d4), (k5, l5, d5), (k6, l6, d6), (k7, l7, d7) = keys
     R.add(k1, l1, system, r["rps"], d1)
     R.add(k2, l2, system, r["p99_ms"], d2)
     R.add(k3, l3, system, cpu, d3)
     R.add(k4, l4, system, r["errors"], d4)
+    up, client = r.get("up_cpu_us"), r.get("client_cpu_us")
+    R.add(k5, l5, system, up, d5)
+    R.add(k6, l6, system, client, d6)
+    if cpu is not None and client is not None:
+        R.add(k7, l7, system, cpu + (up or 0) + client, d7)
     log(f"  {system}: {r['rps']:,.0f} req/s p99 {r['p99_ms']:.2f} ms cpu "
         f"{cpu if cpu is None else round(cpu, 1)} us/req errors {r['errors']}")
 
