@@ -61,7 +61,7 @@ upstream_t *upstream_get(edge_worker_t *w, const upstream_addr_t *a)
     if (!u)
         u = target_new(w, a);
     if (u)
-        u->used_ms = clock_coarse_ms();
+        u->used_ms = w->mono_ms; /* the tick's clock: minutes matter here, not ms */
     return u ? upstream_refresh(u, a) : NULL;
 }
 

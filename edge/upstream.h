@@ -76,7 +76,7 @@ typedef struct upstream {
     TAILQ_HEAD(upstream_idle_head, uconn) idle; /* most recently used first */
     unsigned n_idle;
     unsigned n_conns;                /* uconns (lent or pooled) pointing here: it lives while > 0 */
-    int64_t used_ms;                 /* clock_coarse_ms of the last upstream_get */
+    int64_t used_ms;                 /* the worker's tick time (mono_ms) at the last upstream_get */
     int64_t down_until_ms;           /* every address failed to connect: until then (clock_coarse_ms)
                                       * a route with a fallback goes to it first */
     uint8_t good;                    /* addr.addrs[] index that connected last: tried first */
