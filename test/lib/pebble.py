@@ -58,6 +58,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _free_dns_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (free_port checks TCP only,
+    and loopback DNS traffic from other tests holds UDP ports)."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
+def _dns_answers(port, timeout):
+    """True when a DNS server on 127.0.0.1:port answers an A query over UDP."""
+    query = b"\x4e\x21\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x04test\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(timeout)
+        try:
+            u.sendto(query, ("127.0.0.1", port))
+            reply = u.recv(512)
+        except OSError:
+            return False
+    return reply[:2] == query[:2] and bool(reply[2] & 0x80)
+
+
 def _openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -160,10 +186,6 @@ class Pebble:
     def start(self):
         if not os.path.exists(self.ca_file):
             _make_certs(self.workdir)
-        self.port, self.mgmt_port = free_port(), free_port()
-        while self.mgmt_port == self.port:
-            self.mgmt_port = free_port()
-        conf = self._write_config()
         env = dict(os.environ)
         env["PEBBLE_VA_NOSLEEP"] = "1"
         env["PEBBLE_WFE_NONCEREJECT"] = str(self.nonce_reject)
@@ -172,42 +194,73 @@ class Pebble:
         else:
             env.pop("PEBBLE_VA_ALWAYS_VALID", None)
         env.update(self.extra_env)
-        cmd = ["pebble", "-config", conf]
         if self.mock_dns:
             self.dns_server = self._start_mock_dns()
-        if self.dns_server:
-            cmd += ["-dnsserver", self.dns_server]
-        log = open(self._log_path, "ab")
+        # free_port() only says a port was free: anything on the machine may
+        # take it (a connect's source port) before Pebble binds it, and then
+        # Pebble exits; new ports, a few times, before giving up.
+        for attempt in range(3):
+            self.port, self.mgmt_port = free_port(), free_port()
+            while self.mgmt_port == self.port:
+                self.mgmt_port = free_port()
+            cmd = ["pebble", "-config", self._write_config()]
+            if self.dns_server:
+                cmd += ["-dnsserver", self.dns_server]
+            log_from = self._log_size()
+            log = open(self._log_path, "ab")
+            try:
+                self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+            finally:
+                log.close()
+            try:
+                self._wait_ready()
+                return self
+            except RuntimeError:  # stop() has run unless Pebble exited by itself
+                if attempt == 2 or not self.proc or not self._port_taken(log_from):
+                    raise
+
+    def _log_size(self):
         try:
-            self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        finally:
-            log.close()
-        self._wait_ready()
-        return self
+            return os.path.getsize(self._log_path)
+        except OSError:
+            return 0
+
+    def _port_taken(self, log_from):
+        """Did the process whose output starts at log_from fail to bind?"""
+        return "address already in use" in self.log_text()[log_from:]
 
     def _start_mock_dns(self):
-        dns_port, mgmt = free_port(), free_port()
-        log = open(self._log_path, "ab")
-        try:
-            self.dns_proc = subprocess.Popen(
-                ["pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
-                 "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % mgmt,
-                 "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
-                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        finally:
-            log.close()
+        # challtestsrv only logs a DNS listener that fails to bind (its port
+        # taken meanwhile) and serves the rest, so ready means "answers a
+        # query", and a port that never answers is given up for another.
         deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:  # the management port opens last
-            if self.dns_proc.poll() is not None:
-                raise RuntimeError("pebble-challtestsrv exited:\n" + self.log_text())
+        while time.monotonic() < deadline:
+            dns_port, mgmt = _free_dns_port(), free_port()
+            log_from = self._log_size()
+            log = open(self._log_path, "ab")
             try:
-                socket.create_connection(("127.0.0.1", mgmt), 0.5).close()
-                return "127.0.0.1:%d" % dns_port
-            except OSError:
+                self.dns_proc = subprocess.Popen(
+                    ["pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
+                     "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % mgmt,
+                     "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
+                    cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            finally:
+                log.close()
+            attempt_end = min(deadline, time.monotonic() + 5.0)
+            while time.monotonic() < attempt_end:
+                if self.dns_proc.poll() is not None:
+                    if not self._port_taken(log_from):
+                        raise RuntimeError("pebble-challtestsrv exited:\n" + self.log_text())
+                    break
+                if _dns_answers(dns_port, 0.2):
+                    return "127.0.0.1:%d" % dns_port
                 time.sleep(0.05)
+            self.dns_proc.kill()
+            self.dns_proc.wait()
+        self.dns_proc = None
         raise RuntimeError("pebble-challtestsrv not ready:\n" + self.log_text())
 
     def _wait_ready(self):
