@@ -313,6 +313,15 @@ static int apply_env(config_t *c, char **err)
     return 0;
 }
 
+/* A blank [acme] challenges would read as "no challenge type" to one reader
+ * and as the default list to another (the ACME client, the CAA check): it
+ * becomes the default list here, once, for all of them. */
+static int blank_to_default(config_t *c, const char **why)
+{
+    const struct crow *r = find_row("acme", "challenges");
+    return c->acme_challenges[0] ? 0 : set_value(c, r, r->def, why);
+}
+
 static int check_consistency(const config_t *c, const char **why, const char **key)
 {
     if (strcmp(c->key_type, "ecdsa-p256") != 0 && strcmp(c->key_type, "rsa-2048") != 0)
@@ -356,6 +365,10 @@ config_t *config_load(const char *path, char **err)
     }
     if (apply_env(c, err) != 0)
         goto fail;
+    if (blank_to_default(c, &why) != 0) {
+        *err = errorf("config", 0, "challenges", why);
+        goto fail;
+    }
     const char *key = NULL;
     if (check_consistency(c, &why, &key) != 0) {
         *err = errorf(path ? path : "config", 0, key, why);

@@ -15,8 +15,9 @@
 #include "control/keypool.h"
 #include "control/pki.h"
 
-/* The challenge types tried, in order, when [acme] challenges is blank. The
- * CAA check (probe.c, validationmethods) must assume the same list. */
+/* The challenge types tried, in order, when the caller passes no list
+ * (config_load already turns a blank [acme] challenges into its default,
+ * the same list, so the CAA check and the client agree). */
 #define ACME_DEFAULT_CHALLENGES "tls-alpn-01,http-01"
 
 typedef struct acme_client acme_client_t;

@@ -1215,7 +1215,7 @@ static int dirs_build(struct issuer *iss, const config_t *cf, struct acme_dir *d
             .contact_email = nz(cf->acme_email),
             .eab_kid = nz(cf->acme_eab_kid),
             .eab_hmac_key = nz(cf->acme_eab_hmac_key),
-            .challenges = nz(cf->acme_challenges),
+            .challenges = cf->acme_challenges,
             .hooks = { h_load_account, h_save_account, h_publish, h_unpublish, iss },
             .max_orders = cf->acme_max_concurrent,
             .keys = iss->keys,

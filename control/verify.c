@@ -51,7 +51,6 @@
 #include "common/metrics.h"
 #include "common/store_cert.h"
 #include "common/util.h"
-#include "control/acme.h"
 #include "control/ctl.h"
 #include "control/dns.h"
 #include "control/probe.h"
@@ -695,7 +694,7 @@ static int job_start(struct verify *v, struct job *j, const store_verify_target_
         .methods = methods,
         .ca_identifier = cfg->acme_caa_identity[0] ? cfg->acme_caa_identity : NULL,
         .acme_account = cfg->acme_caa_identity[0] ? acme_kid(v, cfg) : NULL,
-        .acme_challenges = cfg->acme_challenges[0] ? cfg->acme_challenges : ACME_DEFAULT_CHALLENGES,
+        .acme_challenges = cfg->acme_challenges, /* never blank: config_load fills the default */
     };
     if ((j->probe = probe_run(v->probes, &req, on_probe, j)))
         return 0;

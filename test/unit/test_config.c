@@ -108,6 +108,18 @@ static void test_durations_and_lists(void **state)
     free(path);
 }
 
+static void test_blank_challenges_mean_the_default(void **state)
+{
+    char *path = write_tmp("[acme]\nchallenges =\n");
+    char *err = NULL;
+    config_t *c = config_load(path, &err);
+    assert_non_null(c);
+    assert_string_equal(c->acme_challenges, find_row("acme", "challenges")->def);
+    config_free(c);
+    unlink(path);
+    free(path);
+}
+
 static void test_environment_overrides(void **state)
 {
     setenv("HEE_EDGE_TARGET", "cname.example.net", 1);
@@ -152,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_file_line_reason),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_durations_and_lists),
+        cmocka_unit_test(test_blank_challenges_mean_the_default),
         cmocka_unit_test(test_environment_overrides),
         cmocka_unit_test(test_unreloadable),
     };
