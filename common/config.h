@@ -19,6 +19,7 @@ typedef struct config {
     char *data_dir;
     int grace_period_ms;
     int background_nice;         /* nice of the background thread (probes, webhooks) */
+    int pin_workers;             /* worker i on the i-th usable CPU (edge.c) */
     /* [log] */
     char *log_level;
     char *access_log;            /* "off", "stderr" or a path */

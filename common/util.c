@@ -1,6 +1,8 @@
 #include "common/util.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +141,35 @@ unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen)
     }
     *outlen = o;
     return out;
+}
+
+int util_usable_cpus(int *cpus, int cap)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0)
+        return -1;
+    int n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &set))
+            continue;
+        if (n < cap)
+            cpus[n] = cpu;
+        n++;
+    }
+    return n;
+}
+
+void util_name_thread(const char *prefix, int index)
+{
+    char name[16];
+    if (index >= 0)
+        snprintf(name, sizeof(name), "%s%d", prefix, index);
+    else
+        snprintf(name, sizeof(name), "%s", prefix);
+    /* Cosmetic: a thread that keeps its inherited name works the same. */
+    if (pthread_setname_np(pthread_self(), name) != 0)
+        return;
 }
 
 int64_t util_now_ms(void)

@@ -27,6 +27,15 @@ char *util_b64(const void *in, size_t len, int url);
 unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen);
 
 /* Wall clock in milliseconds since the epoch / monotonic milliseconds. */
+/* The CPUs this process may run on (its affinity mask, which taskset and
+ * cgroup cpusets narrow), in ascending order: writes up to cap of them to
+ * cpus (NULL with cap 0 only counts) and returns how many there are, or -1
+ * if the mask cannot be read. */
+int util_usable_cpus(int *cpus, int cap);
+/* Names the calling thread "<prefix><index>" (index < 0: no number), cut
+ * to the kernel's 15 characters, for top -H, ps -L and /proc/.../comm. */
+void util_name_thread(const char *prefix, int index);
+
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 int64_t util_mono_us(void);

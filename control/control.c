@@ -238,6 +238,7 @@ fail:
 static void *run(void *arg)
 {
     struct control *c = arg;
+    util_name_thread(c->background ? "hee-background" : "hee-control", -1);
     /* Linux nice is per thread: only the background thread yields — to the
      * edge workers and to the API and issuance on the control thread. */
     int nice = c->background ? c->cfg->background_nice : 0;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define KEYPOOL_MAX 64
 
@@ -30,6 +31,7 @@ struct keypool {
 static void *generator(void *arg)
 {
     keypool_t *kp = arg;
+    util_name_thread("hee-keygen", -1);
     pthread_mutex_lock(&kp->mu);
     while (!kp->stop) {
         if (kp->n >= kp->target) {

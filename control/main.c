@@ -23,6 +23,7 @@
 
 #include "common/hub.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "control/cli.h"
 #include "control/control.h"
 #include "edge/edge.h"
@@ -76,9 +77,9 @@ static int hub_init(struct daemon *d)
 {
     hub_t *h = &d->hub;
     const config_t *c = d->configs[0];
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int cpus = util_usable_cpus(NULL, 0);
     h->cfg = c;
-    h->n_workers = c->workers > 0 ? c->workers : (int)(cores > 0 ? cores : 1);
+    h->n_workers = c->workers > 0 ? c->workers : (cpus > 0 ? cpus : 1);
     h->store_path = config_data_path(c, c->store_path);
     h->metrics = metrics_new();
     h->challenges = challenge_table_new();

@@ -236,15 +236,40 @@ fail:
     return NULL;
 }
 
+/* [server] pin_workers: worker i gets the i-th usable CPU, or -1 (float)
+ * for all when pinning is off or there are more workers than CPUs, since
+ * then two pinned workers could share a CPU while another sits idle. */
+static int *plan_cpus(const edge_t *e)
+{
+    int *cpus = malloc((size_t)e->n * sizeof(*cpus));
+    if (!cpus)
+        return NULL;
+    int usable = e->hub->cfg->pin_workers ? util_usable_cpus(cpus, e->n) : 0;
+    if (usable < e->n) {
+        for (int i = 0; i < e->n; i++)
+            cpus[i] = -1;
+        if (e->hub->cfg->pin_workers)
+            log_info("edge.workers_unpinned", "workers=%d usable_cpus=%d", e->n, usable);
+    }
+    return cpus;
+}
+
 int edge_start(edge_t *e)
 {
     if (loader_start(e->sh.loader) != 0)
         return -1;
-    for (int i = 0; i < e->n; i++)
-        if (worker_start(e->workers[i]) != 0)
+    int *cpus = plan_cpus(e);
+    if (!cpus)
+        return -1;
+    for (int i = 0; i < e->n; i++) {
+        if (worker_start(e->workers[i], cpus[i]) != 0) {
+            free(cpus);
             return -1;
-    log_info("edge.started", "workers=%d tls_listeners=%d http_listeners=%d", e->n,
-             e->hub->cfg->n_tls_listen, e->hub->cfg->n_http_listen);
+        }
+    }
+    log_info("edge.started", "workers=%d tls_listeners=%d http_listeners=%d pinned=%s", e->n,
+             e->hub->cfg->n_tls_listen, e->hub->cfg->n_http_listen, cpus[0] >= 0 ? "yes" : "no");
+    free(cpus);
     return 0;
 }
 

@@ -235,6 +235,7 @@ static void *thread_main(void *p)
 {
     struct thread_arg *ta = p;
     loader_t *l = ta->l;
+    util_name_thread("hee-loader", ta->i);
     store_t *s = l->st[ta->i];
     int pruner = ta->i == 0;
     int64_t prune_at = clock_coarse_ms() + PRUNE_EVERY_MS;

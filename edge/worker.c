@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,6 +350,7 @@ static void *thread_main(void *arg)
 {
     edge_worker_t *w = arg;
     struct timeval tv = { 0, TICK_MS * 1000 };
+    util_name_thread("hee-edge", w->index);
     event_add(&w->tick, &tv);
     w->mono_ms = clock_coarse_ms();
     event_base_dispatch(w->base);
@@ -356,15 +359,29 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int worker_start(edge_worker_t *w)
+int worker_start(edge_worker_t *w, int cpu)
 {
-    w->hub->to_worker[w->index] = w->inbox;
-    if (pthread_create(&w->thread, NULL, thread_main, w) != 0) {
-        w->hub->to_worker[w->index] = NULL;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
         return -1;
+    int rc = -1;
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (pthread_attr_setaffinity_np(&attr, sizeof(set), &set) != 0)
+            goto done;
+    }
+    w->hub->to_worker[w->index] = w->inbox;
+    if (pthread_create(&w->thread, &attr, thread_main, w) != 0) {
+        w->hub->to_worker[w->index] = NULL;
+        goto done;
     }
     w->started = 1;
-    return 0;
+    rc = 0;
+done:
+    pthread_attr_destroy(&attr);
+    return rc;
 }
 
 void worker_join(edge_worker_t *w)

@@ -129,8 +129,9 @@ typedef struct edge_worker {
 edge_worker_t *worker_new(edge_shared_t *sh, int index, char **err);
 /* Adds an already-bound listening socket (the worker owns fd from now). */
 int worker_add_listener(edge_worker_t *w, int fd, int kind, char **err);
-/* Sets hub->to_worker[index] and starts the thread. */
-int worker_start(edge_worker_t *w);
+/* Sets hub->to_worker[index] and starts the thread, bound to CPU cpu when
+ * cpu >= 0 (a CPU that is not usable fails the start). */
+int worker_start(edge_worker_t *w, int cpu);
 void worker_join(edge_worker_t *w);
 /* After join (and after every producer stopped): frees queues and loop. */
 void worker_free(edge_worker_t *w);

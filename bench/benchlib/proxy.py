@@ -15,16 +15,23 @@ import time
 
 from . import proc as P
 from .load import SNI, idle_conns, tls_facts, tls_get, wrk
-from .systems import UPSTREAM, Caddy, Haproxy, Hee, Nginx
+from .systems import UPSTREAM, Caddy, Haproxy, HaproxyPinned, Hee, HeeUnpinned, Nginx, NginxPinned
 from .util import Unavailable, log
 
-PEER_CLASSES = {"nginx": Nginx, "haproxy": Haproxy, "caddy": Caddy}
+PEER_CLASSES = {"nginx": Nginx, "haproxy": Haproxy, "caddy": Caddy, "nginx-pinned": NginxPinned,
+                "haproxy-pinned": HaproxyPinned}
+HEE_CLASSES = {"hee": Hee, "hee-unpinned": HeeUnpinned}
+# Keep-alive also runs each worker-per-CPU peer with its workers pinned, as
+# Hee pins its own by default, and Hee unpinned: the aim is judged against
+# the peers as configured in ../shared/peers, and the pinned rows show how
+# much of the ratio the pinning is.
+KA_SYSTEMS = ("nginx", "haproxy", "caddy", "hee", "nginx-pinned", "haproxy-pinned", "hee-unpinned")
 
 
-def start_hee_proxy(ctx, tag, **kw):
+def start_hee_proxy(ctx, tag, cls=Hee, **kw):
     if ctx.edge_na:
         raise Unavailable(ctx.edge_na)
-    h = Hee(ctx, **kw)
+    h = cls(ctx, **kw)
     h.start(tag)
     try:
         h.api.setup_project()
@@ -39,8 +46,8 @@ def start_hee_proxy(ctx, tag, **kw):
 
 
 def start_system(ctx, name, tag):
-    if name == "hee":
-        return start_hee_proxy(ctx, tag)
+    if name in HEE_CLASSES:
+        return start_hee_proxy(ctx, tag, HEE_CLASSES[name])
     s = PEER_CLASSES[name](ctx)
     s.start(tag)
     r = tls_get(s.port, SNI, timeout=10)
@@ -100,7 +107,7 @@ def ka_keys(ctx):
                               "two shared cores, µs", 1)]
 
 
-def keepalive(ctx, systems=("nginx", "haproxy", "caddy", "hee")):
+def keepalive(ctx, systems=KA_SYSTEMS):
     keys = ka_keys(ctx)
     R = ctx.results
     ctx.results.declare(keys)

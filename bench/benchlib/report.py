@@ -10,8 +10,8 @@ issue are checked below the table from the same medians.
 import json
 import statistics
 
-SYSTEMS = ["direct", "nginx", "haproxy", "caddy", "hee"]
-PEERS = ["nginx", "haproxy", "caddy"]
+SYSTEMS = ["direct", "nginx", "haproxy", "caddy", "hee", "nginx-pinned", "haproxy-pinned", "hee-unpinned"]
+PEERS = ["nginx", "haproxy", "caddy", "nginx-pinned", "haproxy-pinned"]
 
 
 class Row:
@@ -115,7 +115,8 @@ class Results:
         h, n, a = m("ka_rps", "hee"), m("ka_rps", "nginx"), m("ka_rps", "haproxy")
         b = max((x for x in (n, a) if x), default=None)
         res = [aim("Proxied keep-alive requests/s ≥ 1.2 × the better of nginx and HAProxy",
-                   (h / b >= 1.2, f"{h:,.0f} vs {b:,.0f} = {h / b:.2f}×{self._paired('ka_rps')}")
+                   (h / b >= 1.2, f"{h:,.0f} vs {b:,.0f} = {h / b:.2f}×{self._paired('ka_rps')}"
+                                  f"{self._pinned_ratio()}")
                    if h is not None and b else None)]
         h, n = m("hs_cpu_us", "hee"), m("hs_cpu_us", "nginx")
         res.append(aim("Proxy CPU per handshake ≤ nginx's",
@@ -134,17 +135,27 @@ class Results:
                        (h <= n * 2 / 3, f"{h:.1f} KB vs {n:.1f} KB = {h / n:.2f}×") if h is not None and n else None))
         return res
 
-    def _paired(self, key):
-        """Hee ÷ the better of nginx and HAProxy run by run (the systems of
-        one run are measured within a minute of each other, so slow spells
-        of a shared machine cancel out), or '' without a value per run."""
+    def _paired(self, key, peers=("nginx", "haproxy")):
+        """Hee ÷ the better of the peers run by run (the systems of one run
+        are measured within a minute of each other, so slow spells of a
+        shared machine cancel out), or '' without a value per run."""
         r = self.rows.get(key)
-        v = {s: r.values.get(s, []) for s in ("hee", "nginx", "haproxy")} if r else {}
+        v = {s: r.values.get(s, []) for s in ("hee",) + peers} if r else {}
         n = len(v.get("hee", []))
         if n < 2 or any(len(x) != n for x in v.values()):
             return ""
-        q = [v["hee"][i] / max(v["nginx"][i], v["haproxy"][i]) for i in range(n)]
+        q = [v["hee"][i] / max(v[p][i] for p in peers) for i in range(n)]
         return f" (run by run: {', '.join(f'{x:.2f}' for x in q)}; median {statistics.median(q):.2f}×)"
+
+    def _pinned_ratio(self):
+        """The same ratio against the peers with their workers pinned (Hee
+        pins its own by default), which the verdict does not use."""
+        peers = ("nginx-pinned", "haproxy-pinned")
+        h = self.med("ka_rps", "hee")
+        b = max((x for x in (self.med("ka_rps", p) for p in peers) if x), default=None)
+        if h is None or not b:
+            return ""
+        return f"; against pinned nginx/HAProxy {h:,.0f} vs {b:,.0f} = {h / b:.2f}×{self._paired('ka_rps', peers)}"
 
     def dump(self, path):
         doc = {"rows": [{"key": r.key, "label": r.label, "values": r.values, "na": r.na}

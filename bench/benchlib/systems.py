@@ -24,7 +24,8 @@ from .util import Unavailable, mkdir, render
 _PORT_OFFSET = int(os.environ.get("HEE_BENCH_PORT_OFFSET", "0"))
 PORTS = {k: v + _PORT_OFFSET for k, v in {
     "upstream": 18080, "nginx": 8443, "haproxy": 8444, "caddy": 8445, "caddy_od": 8446,
-    "hee": 8447, "hee_http": 18082, "hee_api": 19080, "caddy_admin": 2019, "caddy_http": 18081,
+    "hee": 8447, "hee_http": 18082, "hee_api": 19080, "nginx_pinned": 8448, "haproxy_pinned": 8449,
+    "hee_unpinned": 8450, "hee_unpinned_http": 18083, "hee_unpinned_api": 19081, "caddy_admin": 2019, "caddy_http": 18081,
     "pebble": 14000, "pebble_mgmt": 15000, "dns": 15353, "receiver": 18090,
 }.items()}
 UPSTREAM = f"127.0.0.1:{PORTS['upstream']}"
@@ -100,20 +101,34 @@ class Upstream(Server):
 
 class Nginx(Server):
     name, port = "nginx", PORTS["nginx"]
+    affinity = ""
 
     def argv_env(self):
         c = render(self.conf("nginx.conf.in"), os.path.join(self.dir, "nginx.conf"), DIR=self.dir, PORT=self.port,
-                   CERTS=self.ctx.certs, UPSTREAM=UPSTREAM)
+                   CERTS=self.ctx.certs, UPSTREAM=UPSTREAM, AFFINITY=self.affinity)
         return ["nginx", "-p", self.dir, "-e", os.path.join(self.dir, "error.log"), "-c", c], None
+
+
+class NginxPinned(Nginx):
+    """nginx with each worker pinned to its own CPU, as Hee pins by default."""
+    name, port = "nginx-pinned", PORTS["nginx_pinned"]
+    affinity = "worker_cpu_affinity auto;"
 
 
 class Haproxy(Server):
     name, port = "haproxy", PORTS["haproxy"]
+    affinity = ""
 
     def argv_env(self):
         c = render(self.conf("haproxy.cfg.in"), os.path.join(self.dir, "haproxy.cfg"), DIR=self.dir,
-                   PORT=self.port, CERTS=self.ctx.certs, UPSTREAM=UPSTREAM)
+                   PORT=self.port, CERTS=self.ctx.certs, UPSTREAM=UPSTREAM, AFFINITY=self.affinity)
         return ["haproxy", "-db", "-f", c], None
+
+
+class HaproxyPinned(Haproxy):
+    """HAProxy with thread 1 on CPU 0 and thread 2 on CPU 1."""
+    name, port = "haproxy-pinned", PORTS["haproxy_pinned"]
+    affinity = "cpu-map auto:1/1-2 0-1"
 
 
 class Caddy(Server):
@@ -233,8 +248,9 @@ class Knot(Server):
 class Hee(Server):
     """Hee, from build-bench-rel, with the bench settings in conf/hee.conf.in."""
     name, port = "hee", PORTS["hee"]
-    port_api = PORTS["hee_api"]
+    port_api, port_http = PORTS["hee_api"], PORTS["hee_http"]
     poll_step = 0.002
+    env = None
 
     def __init__(self, ctx, acme=None, data_dir=None, resolvers="", edge_target="edge.bench.test",
                  cert_cache=20000):
@@ -247,12 +263,12 @@ class Hee(Server):
         if self.data_dir is None:
             self.data_dir = os.path.join(self.dir, "data")
         c = render(self.conf("hee.conf.in"), os.path.join(self.dir, "hee.conf"), DATA_DIR=self.data_dir,
-                   PORT=self.port, HTTP_PORT=PORTS["hee_http"], API_PORT=PORTS["hee_api"],
+                   PORT=self.port, HTTP_PORT=self.port_http, API_PORT=self.port_api,
                    EDGE_TARGET=self.edge_target, CERT_CACHE=self.cert_cache,
                    ACME_DIR=self.acme.directory if self.acme else "",
                    ACME_CA=self.acme.ca_file if self.acme else "", RESOLVERS=self.resolvers)
         self.conf_path = c
-        return [self.ctx.hee_bin, "serve", "--config", c], None
+        return [self.ctx.hee_bin, "serve", "--config", c], self.env
 
     def after_start(self):
         from .hee import HeeApi
@@ -272,6 +288,13 @@ class Hee(Server):
         with open(out, "w") as f:
             f.write(r.stdout)
         return out
+
+
+class HeeUnpinned(Hee):
+    """Hee with [server] pin_workers = no: what the pinning is worth."""
+    name, port = "hee-unpinned", PORTS["hee_unpinned"]
+    port_api, port_http = PORTS["hee_unpinned_api"], PORTS["hee_unpinned_http"]
+    env = {"HEE_SERVER_PIN_WORKERS": "no"}
 
 
 def probe_hee(ctx):

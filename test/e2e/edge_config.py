@@ -2,8 +2,10 @@
 connection leaves OpenSSL, counted; no: it never does; a reload switches new
 connections), upstream_ca_bundle (https origins verified against it; a bad
 bundle stops start-up), upstream_idle_conns / upstream_idle_timeout,
-route_ttl, close_linger, loader_threads, cert_cache_hot_size; and private
-keys sealed with [store] key_encryption_key, opened by the edge's loader."""
+route_ttl, close_linger, loader_threads, cert_cache_hot_size; [server]
+pin_workers (yes: each worker thread bound to its own CPU; no: all float);
+and private keys sealed with [store] key_encryption_key, opened by the
+edge's loader."""
 
 import json
 import os
@@ -39,7 +41,7 @@ ON = Hee(conf={"edge": {"upstream_ca_bundle": CA.path, "upstream_idle_timeout": 
                         "loader_threads": "3", "cert_cache_hot_size": "1", "handshake_wait": "3s"},
                "store": {"key_encryption_key": KEK_PATH}})
 # OFF: the conservative settings.
-OFF = Hee(conf={"edge": {"compact_idle_tls": "no", "upstream_ca_bundle": CA.path, "upstream_idle_conns": "0",
+OFF = Hee(conf={"server": {"pin_workers": "no"}, "edge": {"compact_idle_tls": "no", "upstream_ca_bundle": CA.path, "upstream_idle_conns": "0",
                          "close_linger": "0", "loader_threads": "1", "handshake_wait": "3s"}})
 for h, up in ((ON, UP_ON), (OFF, UP_OFF)):
     edge(h, CA, "a.test", slug="a", upstream=up.url)
@@ -213,6 +215,37 @@ def loader_threads_started():
     def threads(h):
         return len(os.listdir("/proc/%d/task" % h.proc.pid))
     expect(threads(ON) - threads(OFF) == 2, "loader_threads 3 vs 1: %d vs %d threads" % (threads(ON), threads(OFF)))
+
+
+def thread_ids(h):
+    """{thread name: thread id} of the daemon (names from /proc, as ps -L shows them)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % h.proc.pid):
+        with open("/proc/%d/task/%s/comm" % (h.proc.pid, tid)) as f:
+            out[f.read().strip()] = int(tid)
+    return out
+
+
+def worker_cpus(h):
+    """{worker thread name: CPUs it may run on}."""
+    return {n: os.sched_getaffinity(t) for n, t in thread_ids(h).items() if n.startswith("hee-edge")}
+
+
+@test
+def pin_workers_binds_each_worker_to_its_own_cpu():
+    usable = os.sched_getaffinity(ON.proc.pid)
+    on, off = worker_cpus(ON), worker_cpus(OFF)
+    expect(sorted(on) == sorted(off) == ["hee-edge0", "hee-edge1"], "named worker threads: %r %r" % (on, off))
+    expect(all(cpus == usable for cpus in off.values()), "pin_workers = no: workers float: %r" % off)
+    if len(usable) >= 2:
+        first = sorted(usable)[:2]
+        expect([on["hee-edge0"], on["hee-edge1"]] == [{first[0]}, {first[1]}], "one CPU each, in order: %r" % on)
+        expect("pinned=yes" in ON.stderr_text(), "start-up line says so")
+    else:  # more workers than CPUs: pinning would stack them, so they float
+        expect(all(cpus == usable for cpus in on.values()), "one CPU: workers float: %r" % on)
+        expect("edge.workers_unpinned" in ON.stderr_text(), "logged")
+    missing = {"hee-control", "hee-background", "hee-loader0"} - set(thread_ids(ON))
+    expect(not missing, "the other threads are named too; missing %r" % missing)
 
 
 @test
