@@ -32,7 +32,7 @@ static const struct crow rows[] = {
     { "server", "data_dir", T_STR, F(data_dir), 0, "/var/lib/hee", 0, 0, 0 },
     { "server", "grace_period", T_MS, F(grace_period_ms), 0, "10s", 0, 3600000, 1 },
     { "server", "background_nice", T_INT, F(background_nice), 0, "10", 0, 19, 0 },
-    { "server", "pin_workers", T_BOOL, F(pin_workers), 0, "yes", 0, 1, 0 },
+    { "server", "pin_workers", T_BOOL, F(pin_workers), 0, "no", 0, 1, 0 },
     { "log", "level", T_STR, F(log_level), 0, "info", 0, 0, 1 },
     { "log", "access_log", T_STR, F(access_log), 0, "off", 0, 0, 0 },
     { "edge", "tls_listen", T_LIST, LIST(tls_listen), "0.0.0.0:8443", 0, 0, 0 },

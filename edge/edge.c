@@ -238,7 +238,9 @@ fail:
 
 /* [server] pin_workers: worker i gets the i-th usable CPU, or -1 (float)
  * for all when pinning is off or there are more workers than CPUs, since
- * then two pinned workers could share a CPU while another sits idle. */
+ * then two pinned workers could share a CPU while another sits idle. Off by
+ * default: a pinned worker cannot leave a CPU that something else keeps
+ * busy (conf/hee.conf gives the figures both ways). */
 static int *plan_cpus(const edge_t *e)
 {
     int *cpus = malloc((size_t)e->n * sizeof(*cpus));

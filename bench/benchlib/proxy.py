@@ -15,17 +15,18 @@ import time
 
 from . import proc as P
 from .load import SNI, idle_conns, tls_facts, tls_get, wrk
-from .systems import UPSTREAM, Caddy, Haproxy, HaproxyPinned, Hee, HeeUnpinned, Nginx, NginxPinned
+from .systems import UPSTREAM, Caddy, Haproxy, HaproxyPinned, Hee, HeePinned, Nginx, NginxPinned
 from .util import Unavailable, log
 
 PEER_CLASSES = {"nginx": Nginx, "haproxy": Haproxy, "caddy": Caddy, "nginx-pinned": NginxPinned,
                 "haproxy-pinned": HaproxyPinned}
-HEE_CLASSES = {"hee": Hee, "hee-unpinned": HeeUnpinned}
-# Keep-alive also runs each worker-per-CPU peer with its workers pinned, as
-# Hee pins its own by default, and Hee unpinned: the aim is judged against
-# the peers as configured in ../shared/peers, and the pinned rows show how
-# much of the ratio the pinning is.
-KA_SYSTEMS = ("nginx", "haproxy", "caddy", "hee", "nginx-pinned", "haproxy-pinned", "hee-unpinned")
+HEE_CLASSES = {"hee": Hee, "hee-pinned": HeePinned}
+# Keep-alive and handshakes also run nginx, HAProxy and Hee with each worker
+# pinned to its own CPU: the aims are judged on the stock configurations
+# (../shared/peers, Hee's defaults), and the pinned rows show what pinning
+# does to each on these two shared cores (it helps or hurts by scenario).
+PINNED = ("nginx-pinned", "haproxy-pinned", "hee-pinned")
+KA_SYSTEMS = ("nginx", "haproxy", "caddy", "hee") + PINNED
 
 
 def start_hee_proxy(ctx, tag, cls=Hee, **kw):
@@ -150,7 +151,7 @@ def _record_ka(R, keys, system, r, cpu):
         f"{cpu if cpu is None else round(cpu, 1)} us/req errors {r['errors']}")
 
 
-def handshake(ctx, systems=("nginx", "haproxy", "caddy", "hee")):
+def handshake(ctx, systems=KA_SYSTEMS):
     d = ctx.p.duration
     keys = [("hs_rps", f"2. Full TLS handshakes/s (new connection per request: wrk -t1 -c64 -d{d}s "
                        "-H 'Connection: close')", 0),

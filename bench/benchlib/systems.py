@@ -25,7 +25,7 @@ _PORT_OFFSET = int(os.environ.get("HEE_BENCH_PORT_OFFSET", "0"))
 PORTS = {k: v + _PORT_OFFSET for k, v in {
     "upstream": 18080, "nginx": 8443, "haproxy": 8444, "caddy": 8445, "caddy_od": 8446,
     "hee": 8447, "hee_http": 18082, "hee_api": 19080, "nginx_pinned": 8448, "haproxy_pinned": 8449,
-    "hee_unpinned": 8450, "hee_unpinned_http": 18083, "hee_unpinned_api": 19081, "caddy_admin": 2019, "caddy_http": 18081,
+    "hee_pinned": 8450, "hee_pinned_http": 18083, "hee_pinned_api": 19081, "caddy_admin": 2019, "caddy_http": 18081,
     "pebble": 14000, "pebble_mgmt": 15000, "dns": 15353, "receiver": 18090,
 }.items()}
 UPSTREAM = f"127.0.0.1:{PORTS['upstream']}"
@@ -110,7 +110,7 @@ class Nginx(Server):
 
 
 class NginxPinned(Nginx):
-    """nginx with each worker pinned to its own CPU, as Hee pins by default."""
+    """nginx with each worker pinned to its own CPU (worker_cpu_affinity auto)."""
     name, port = "nginx-pinned", PORTS["nginx_pinned"]
     affinity = "worker_cpu_affinity auto;"
 
@@ -290,11 +290,11 @@ class Hee(Server):
         return out
 
 
-class HeeUnpinned(Hee):
-    """Hee with [server] pin_workers = no: what the pinning is worth."""
-    name, port = "hee-unpinned", PORTS["hee_unpinned"]
-    port_api, port_http = PORTS["hee_unpinned_api"], PORTS["hee_unpinned_http"]
-    env = {"HEE_SERVER_PIN_WORKERS": "no"}
+class HeePinned(Hee):
+    """Hee with [server] pin_workers = yes (default no), beside the pinned peers."""
+    name, port = "hee-pinned", PORTS["hee_pinned"]
+    port_api, port_http = PORTS["hee_pinned_api"], PORTS["hee_pinned_http"]
+    env = {"HEE_SERVER_PIN_WORKERS": "yes"}
 
 
 def probe_hee(ctx):

@@ -3,7 +3,7 @@ connection leaves OpenSSL, counted; no: it never does; a reload switches new
 connections), upstream_ca_bundle (https origins verified against it; a bad
 bundle stops start-up), upstream_idle_conns / upstream_idle_timeout,
 route_ttl, close_linger, loader_threads, cert_cache_hot_size; [server]
-pin_workers (yes: each worker thread bound to its own CPU; no: all float);
+pin_workers (yes: each worker thread bound to its own CPU; default no: all float);
 and private keys sealed with [store] key_encryption_key, opened by the
 edge's loader."""
 
@@ -37,11 +37,12 @@ UPS = Upstream(tls=CA.files("localhost", ip="127.0.0.1"))             # signed b
 UPS_OTHER = Upstream(tls=OTHER_CA.files("localhost", ip="127.0.0.1"))  # signed by another CA
 
 # ON: defaults where they matter, short pool and route lifetimes, sealed keys.
-ON = Hee(conf={"edge": {"upstream_ca_bundle": CA.path, "upstream_idle_timeout": "1s", "route_ttl": "1s",
+ON = Hee(conf={"server": {"pin_workers": "yes"},
+               "edge": {"upstream_ca_bundle": CA.path, "upstream_idle_timeout": "1s", "route_ttl": "1s",
                         "loader_threads": "3", "cert_cache_hot_size": "1", "handshake_wait": "3s"},
                "store": {"key_encryption_key": KEK_PATH}})
 # OFF: the conservative settings.
-OFF = Hee(conf={"server": {"pin_workers": "no"}, "edge": {"compact_idle_tls": "no", "upstream_ca_bundle": CA.path, "upstream_idle_conns": "0",
+OFF = Hee(conf={"edge": {"compact_idle_tls": "no", "upstream_ca_bundle": CA.path, "upstream_idle_conns": "0",
                          "close_linger": "0", "loader_threads": "1", "handshake_wait": "3s"}})
 for h, up in ((ON, UP_ON), (OFF, UP_OFF)):
     edge(h, CA, "a.test", slug="a", upstream=up.url)
@@ -236,7 +237,7 @@ def pin_workers_binds_each_worker_to_its_own_cpu():
     usable = os.sched_getaffinity(ON.proc.pid)
     on, off = worker_cpus(ON), worker_cpus(OFF)
     expect(sorted(on) == sorted(off) == ["hee-edge0", "hee-edge1"], "named worker threads: %r %r" % (on, off))
-    expect(all(cpus == usable for cpus in off.values()), "pin_workers = no: workers float: %r" % off)
+    expect(all(cpus == usable for cpus in off.values()), "by default workers float: %r" % off)
     if len(usable) >= 2:
         first = sorted(usable)[:2]
         expect([on["hee-edge0"], on["hee-edge1"]] == [{first[0]}, {first[1]}], "one CPU each, in order: %r" % on)
