@@ -109,20 +109,26 @@ async def _one(port, name, sslctx, timeout):
             w.transport.abort()
 
 
-async def _many(port, names, parallel, cafile, timeout):
+async def _many(port, names, parallel, cafile, timeout, deadline):
     sem = asyncio.Semaphore(parallel)
     sslctx = _ctx(cafile)
+    end = time.perf_counter() + deadline if deadline else None
 
     async def one(n):
         async with sem:
-            return await _one(port, n, sslctx, timeout)
+            left = end - time.perf_counter() if end else timeout
+            if left <= 0:
+                return {"name": n, "code": 0, "secs": 0.0, "error": "not tried: the batch's deadline passed"}
+            return await _one(port, n, sslctx, min(timeout, left))
     return await asyncio.gather(*(one(n) for n in names))
 
 
-def tls_many(port, names, parallel=16, cafile=None, timeout=60.0):
+def tls_many(port, names, parallel=16, cafile=None, timeout=60.0, deadline=None):
     """GET / on a new TLS connection per name (SNI = Host = name), at most
-    `parallel` at once. Returns one dict per name: code, secs, error."""
-    return asyncio.run(_many(port, list(names), parallel, cafile, timeout))
+    `parallel` at once. Returns one dict per name: code, secs, error.
+    deadline (seconds) bounds the whole call: a server that stops answering
+    would otherwise cost `timeout` per name."""
+    return asyncio.run(_many(port, list(names), parallel, cafile, timeout, deadline))
 
 
 def tls_get(port, name, cafile=None, timeout=60.0):
