@@ -1,4 +1,4 @@
-/* util: small helpers with no state: randomness, encodings, clocks.
+/* util: small helpers with no state: randomness, encodings, clocks, CPUs.
  * Functions that return char * hand the caller a malloc'd string to free();
  * functions that write into a caller's buffer never allocate. */
 #ifndef HEE_UTIL_H
@@ -26,7 +26,6 @@ void util_hex(char *out, const void *in, size_t len);
 char *util_b64(const void *in, size_t len, int url);
 unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen);
 
-/* Wall clock in milliseconds since the epoch / monotonic milliseconds. */
 /* The CPUs this process may run on (its affinity mask, which taskset and
  * cgroup cpusets narrow), in ascending order: writes up to cap of them to
  * cpus (NULL with cap 0 only counts) and returns how many there are, or -1
@@ -36,6 +35,7 @@ int util_usable_cpus(int *cpus, int cap);
  * to the kernel's 15 characters, for top -H, ps -L and /proc/.../comm. */
 void util_name_thread(const char *prefix, int index);
 
+/* Wall clock in milliseconds since the epoch / monotonic milliseconds. */
 int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 int64_t util_mono_us(void);

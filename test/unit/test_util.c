@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,32 @@ static void test_digits_and_hex(void **unused)
     assert_int_equal(util_hexval('g'), -1);
 }
 
+/* util_usable_cpus follows the affinity mask, as taskset narrows it. */
+static void test_usable_cpus(void **unused)
+{
+    (void)unused;
+    cpu_set_t orig, one;
+    assert_int_equal(sched_getaffinity(0, sizeof(orig), &orig), 0);
+    int n = CPU_COUNT(&orig), lowest = -1, highest = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &orig)) {
+            lowest = lowest < 0 ? c : lowest;
+            highest = c;
+        }
+    }
+    int cpus[2] = { -1, -1 };
+    assert_int_equal(util_usable_cpus(NULL, 0), n);
+    assert_int_equal(util_usable_cpus(cpus, 1), n);
+    assert_int_equal(cpus[0], lowest);
+    assert_int_equal(cpus[1], -1); /* never beyond cap */
+    CPU_ZERO(&one);
+    CPU_SET(highest, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+    assert_int_equal(util_usable_cpus(cpus, 2), 1);
+    assert_int_equal(cpus[0], highest);
+    assert_int_equal(sched_setaffinity(0, sizeof(orig), &orig), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +131,7 @@ int main(void)
         cmocka_unit_test(test_random_id),
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_digits_and_hex),
+        cmocka_unit_test(test_usable_cpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
