@@ -84,7 +84,7 @@ static const struct crow rows[] = {
     { "acme", "email", T_STR, F(acme_email), 0, "", 0, 0, 1 },
     { "acme", "eab_kid", T_STR, F(acme_eab_kid), 0, "", 0, 0, 1 },
     { "acme", "eab_hmac_key", T_STR, F(acme_eab_hmac_key), 0, "", 0, 0, 1 },
-    { "acme", "challenges", T_STR, F(acme_challenges), 0, "tls-alpn-01 http-01", 0, 0, 1 },
+    { "acme", "challenges", T_STR, F(acme_challenges), 0, CONFIG_DEFAULT_CHALLENGES, 0, 0, 1 },
     { "acme", "caa_identity", T_STR, F(acme_caa_identity), 0, "letsencrypt.org", 0, 0, 1 },
     { "acme", "max_concurrent_orders", T_INT, F(acme_max_concurrent), 0, "50", 1, 10000, 1 },
     { "acme", "max_orders_per_hour", T_INT, F(acme_max_per_hour), 0, "300", 1, 1000000, 1 },

@@ -13,6 +13,10 @@
 
 #define CONFIG_MAX_LISTEN 8
 
+/* The challenge types tried, in order, when [acme] challenges is blank or
+ * unset; also the ACME client's list when its caller passes none. */
+#define CONFIG_DEFAULT_CHALLENGES "tls-alpn-01 http-01"
+
 typedef struct config {
     /* [server] */
     int workers;                 /* 0 = one per core */
@@ -78,7 +82,7 @@ typedef struct config {
     char *acme_email;
     char *acme_eab_kid;
     char *acme_eab_hmac_key;
-    char *acme_challenges;       /* order of http-01 / tls-alpn-01 */
+    char *acme_challenges;       /* order of http-01 / tls-alpn-01; never blank */
     char *acme_caa_identity;     /* issuer name CAA must allow, e.g. letsencrypt.org */
     int acme_max_concurrent;
     int acme_max_per_hour;

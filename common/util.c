@@ -168,8 +168,7 @@ void util_name_thread(const char *prefix, int index)
     else
         snprintf(name, sizeof(name), "%s", prefix);
     /* Cosmetic: a thread that keeps its inherited name works the same. */
-    if (pthread_setname_np(pthread_self(), name) != 0)
-        return;
+    (void)pthread_setname_np(pthread_self(), name);
 }
 
 int64_t util_now_ms(void)

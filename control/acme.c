@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "control/acme_parse.h"
@@ -1453,7 +1454,7 @@ static void client_on_resp(void *arg)
 static int parse_challenges(acme_client_t *c, const char *list)
 {
     char buf[128];
-    snprintf(buf, sizeof(buf), "%s", list ? list : ACME_DEFAULT_CHALLENGES);
+    snprintf(buf, sizeof(buf), "%s", list ? list : CONFIG_DEFAULT_CHALLENGES);
     c->npref = 0;
     char *save = NULL;
     for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {

@@ -15,11 +15,6 @@
 #include "control/keypool.h"
 #include "control/pki.h"
 
-/* The challenge types tried, in order, when the caller passes no list
- * (config_load already turns a blank [acme] challenges into its default,
- * the same list, so the CAA check and the client agree). */
-#define ACME_DEFAULT_CHALLENGES "tls-alpn-01,http-01"
-
 typedef struct acme_client acme_client_t;
 typedef struct acme_order acme_order_t;
 
@@ -67,7 +62,7 @@ typedef struct {
     const char *contact_email; /* optional; sent as mailto: */
     const char *eab_kid;       /* optional external account binding */
     const char *eab_hmac_key;  /* base64url, as CAs hand it out */
-    const char *challenges;    /* preference; NULL: ACME_DEFAULT_CHALLENGES */
+    const char *challenges;    /* preference; NULL: CONFIG_DEFAULT_CHALLENGES */
     acme_hooks_t hooks;        /* NULL load/save: the account lives in memory only */
     /* Tunables; 0 picks the default in brackets. */
     int badnonce_retries;   /* immediate resends per request on badNonce [10] */
