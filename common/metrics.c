@@ -38,7 +38,7 @@ static const struct {
     [M_UPSTREAM_FAIL] = { "hee_upstream_failures_total", "", "Upstream connect or response failures", "counter" },
     [M_UPSTREAM_FALLBACK] = { "hee_upstream_fallbacks_total", "", "Requests sent to the fallback upstream", "counter" },
     [M_UPSTREAM_MARKED_DOWN] = { "hee_upstream_marked_down_total", "",
-                                 "Upstreams marked down after every address failed to connect (per worker)",
+                                 "Upstreams marked down (for every worker) after every address failed to connect",
                                  "counter" },
     [M_UPSTREAM_DOWN_SKIP] = { "hee_upstream_down_skips_total", "",
                                "Requests sent straight to the fallback while the primary was marked down",

@@ -209,7 +209,8 @@ edge_t *edge_new(hub_t *hub, char **err)
     e->sh.certs = certcache_new2((size_t)c->cert_cache_size, (size_t)c->cert_cache_hot_size);
     e->sh.neg = negcache_new((size_t)c->negative_cache_size);
     e->sh.ip_counts = strmap_new();
-    if (!e->sh.certs || !e->sh.neg || !e->sh.ip_counts) {
+    e->sh.health = health_board_new();
+    if (!e->sh.certs || !e->sh.neg || !e->sh.ip_counts || !e->sh.health) {
         *err = strdup("out of memory");
         goto fail;
     }
@@ -345,6 +346,7 @@ void edge_free(edge_t *e)
     certcache_free(e->sh.certs);
     negcache_free(e->sh.neg);
     strmap_free(e->sh.ip_counts, NULL);
+    health_board_free(e->sh.health); /* after worker_free: targets hold entries */
     pthread_mutex_destroy(&e->sh.ip_lock);
     free(e);
 }

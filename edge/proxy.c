@@ -921,7 +921,7 @@ static void start_target(conn_t *c, int idx, int fresh)
         local_error(c, 500, "out of memory");
         return;
     }
-    if (idx == 0 && rq->route->n_up > 1 && u->down_until_ms && skip_down_primary(c, u))
+    if (idx == 0 && rq->route->n_up > 1 && health_marked(u->health) && skip_down_primary(c, u))
         return;
     uconn_t *uc = fresh ? NULL : upstream_take(u, c);
     if (uc) {

@@ -28,12 +28,16 @@ static upstream_t *target_new(edge_worker_t *w, const upstream_addr_t *a)
         return NULL;
     TAILQ_INIT(&u->idle);
     u->addr = *a;
+    if (!(u->health = health_get(w->sh->health, a->key, a->key_len)))
+        goto fail;
     strmap_put(w->upstreams, u->addr.key, u->addr.key_len, u, &err);
-    if (err) {
-        free(u);
-        return NULL;
-    }
+    if (err)
+        goto fail;
     return u;
+fail:
+    health_put(u->health);
+    free(u);
+    return NULL;
 }
 
 /* Only a newer answer moves the target, so two projects whose parts
@@ -47,7 +51,7 @@ static upstream_t *upstream_refresh(upstream_t *u, const upstream_addr_t *a)
         memcmp(a->addrs, u->addr.addrs, a->n_addrs * sizeof(a->addrs[0])) != 0) {
         u->addr = *a;
         u->good = 0;
-        u->down_until_ms = 0;
+        health_clear(u->health);
         upstream_sweep_one(u, 0, 0); /* pooled connections go to the old addresses */
     } else {
         u->addr.resolved_ms = a->resolved_ms;
@@ -217,7 +221,7 @@ int uconn_progress(uconn_t *uc)
             return -1;
         }
         uc->target->good = uc->ai;
-        uc->target->down_until_ms = 0;
+        health_clear(uc->target->health);
         if (!uc->target->addr.tls) {
             uc->state = UC_READY;
             return 1;
@@ -468,16 +472,12 @@ void upstream_sweep_one(upstream_t *u, int64_t now_ms, int64_t idle_ms)
 
 int upstream_mark_failed(upstream_t *u, int64_t now_ms, int64_t for_ms)
 {
-    if (for_ms <= 0)
-        return 0;
-    int was = u->down_until_ms > now_ms;
-    u->down_until_ms = now_ms + for_ms;
-    return !was;
+    return health_mark(u->health, now_ms, for_ms);
 }
 
 int upstream_down(const upstream_t *u, int64_t now_ms)
 {
-    return u->down_until_ms > now_ms && u->n_idle == 0;
+    return health_down(u->health, now_ms) && u->n_idle == 0;
 }
 
 /* Targets freed per sweep at most: the table may not change while it is
@@ -506,6 +506,7 @@ static void target_free(void *p)
     upstream_t *u = p;
     upstream_sweep_one(u, 0, 0);
     SSL_SESSION_free(u->session);
+    health_put(u->health);
     free(u);
 }
 

@@ -10,7 +10,9 @@
  * owns its SSL) verified against [edge] upstream_ca_bundle, or the system
  * trust store when that is empty, and the URL's host name; each target
  * keeps the last session to resume. The TLS client context is built once
- * by the edge (upstream_ssl_ctx_new) and shared read-only by all workers. */
+ * by the edge (upstream_ssl_ctx_new) and shared read-only by all workers;
+ * so is the passive-health board, where each target holds one reference
+ * to its origin's entry (health.h). */
 #ifndef HEE_EDGE_UPSTREAM_H
 #define HEE_EDGE_UPSTREAM_H
 
@@ -23,6 +25,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "edge/health.h"
 #include "edge/iobuf.h"
 
 struct edge_worker;
@@ -77,8 +80,7 @@ typedef struct upstream {
     unsigned n_idle;
     unsigned n_conns;                /* uconns (lent or pooled) pointing here: it lives while > 0 */
     int64_t used_ms;                 /* the worker's tick time (mono_ms) at the last upstream_get */
-    int64_t down_until_ms;           /* every address failed to connect: until then (clock_coarse_ms)
-                                      * a route with a fallback goes to it first */
+    health_entry_t *health;          /* the workers' shared passive-health mark (health.h) */
     uint8_t good;                    /* addr.addrs[] index that connected last: tried first */
 } upstream_t;
 
@@ -145,11 +147,12 @@ SSL_CTX *upstream_ssl_ctx_new(const char *ca_bundle, char **err);
 /* Read / write interest (idempotent). */
 void uconn_want_read(uconn_t *uc, int on);
 void uconn_want_write(uconn_t *uc, int on);
-/* Passive health, per worker (as nginx's max_fails=1 fail_timeout): a
- * connect that failed on every address marks u down for for_ms ([edge]
- * upstream_fail_timeout; 0 = never); a connect that succeeds clears it.
- * upstream_down: marked and nothing pooled (a pooled connection is proof
- * of life). mark returns 1 when u was not down before. */
+/* Passive health, shared by the workers (as nginx's max_fails=1
+ * fail_timeout): a connect that failed on every address marks u's origin
+ * down for for_ms ([edge] upstream_fail_timeout; 0 = never) on every
+ * worker; a connect that succeeds clears it. upstream_down: marked and
+ * nothing pooled on this worker (a pooled connection is proof of life).
+ * mark returns 1 for the one caller that took it from up to down. */
 int upstream_mark_failed(upstream_t *u, int64_t now_ms, int64_t for_ms);
 int upstream_down(const upstream_t *u, int64_t now_ms);
 /* Closes pooled connections idle longer than idle_ms; closes all with 0

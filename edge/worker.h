@@ -24,6 +24,7 @@
 #include "edge/certcache.h"
 #include "edge/cidr.h"
 #include "edge/clienthello.h"
+#include "edge/health.h"
 #include "edge/http1.h"
 #include "edge/iobuf.h"
 #include "edge/loader.h"
@@ -46,6 +47,7 @@ typedef struct edge_shared {
     /* per-client-IP connection counts ([edge] max_conns_per_ip) */
     pthread_mutex_t ip_lock;
     strmap_t *ip_counts;
+    health_board_t *health;          /* passive upstream health (health.h) */
     /* tls-alpn-01 / default certificate parsed once at start */
     certcache_entry_t *default_cert;
 } edge_shared_t;

@@ -61,7 +61,7 @@ HEE_IN_NS = _hosts_namespace()
 KEY = b"s3cret-project-key-0123456789abc"
 # upstream_ca_bundle: https origins must be signed by the test CA.
 H = Hee(conf={"edge": {"handshake_wait": "3s", "upstream_timeout": "1500ms", "upstream_ca_bundle": CA.path,
-                       "upstream_connect_timeout": "700ms", "upstream_fail_timeout": "1500ms",
+                       "upstream_connect_timeout": "700ms", "upstream_fail_timeout": "3s",
                        "trusted_proxies": "10.9.0.0/16"},
               "log": {"access_log": ACCESS}}, bin=HEE_IN_NS)
 META = '{"workspaceId":"ws_abc123","plan":"pro"}'
@@ -365,27 +365,39 @@ def upstream_timeout_504_and_connect_timeout_502():
 @test
 def primary_marked_down_goes_to_fallback():
     """A primary whose connect timed out is marked down for [edge]
-    upstream_fail_timeout (1500ms here): on that worker the next requests
-    go to the fallback at once instead of paying the connect timeout
-    again; once the mark expires the primary is tried again."""
+    upstream_fail_timeout (3s here): the next requests go to the
+    fallback at once instead of paying the connect timeout again, on every
+    worker (new connections land on either of the two); once the mark
+    expires the primary is tried again."""
     port, close = blackhole()
     edge(H, CA, "bhfb.test", slug="bhfb", upstream="http://127.0.0.1:%d" % port, fallback=UP2.url)
     marked, skips = metric(H, "hee_upstream_marked_down_total"), metric(H, "hee_upstream_down_skips_total")
-    s = conn("bhfb.test")   # one connection: one worker, whose mark this is
+    s = conn("bhfb.test")
     try:
-        def timed():
+        def timed(sock=s):
             t0 = time.time()
-            st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: bhfb.test\r\n\r\n")
+            st, hd, body = req(sock, b"GET /echo HTTP/1.1\r\nHost: bhfb.test\r\n\r\n")
             expect(st == 200, "the fallback answers: %d %r" % (st, body[:200]))
             return time.time() - t0
         took = timed()
+        marked_at = time.time()
         expect(0.6 < took < 3, "first request pays one connect timeout: %.2fs" % took)
         fast = [timed() for _ in range(3)]
         expect(max(fast) < 0.5, "primary marked down: the fallback at once: %r" % fast)
+        # Eight new connections: with a mark per worker, the ones the other
+        # worker took would each pay the timeout once more.
+        others = []
+        for _ in range(8):
+            t = conn("bhfb.test")
+            try:
+                others.append(timed(t))
+            finally:
+                t.close()
+        expect(max(others) < 0.5, "every worker knows the mark: %r" % others)
         expect(wait_metric(H, "hee_upstream_marked_down_total", lambda v: v == marked + 1) == marked + 1, "marked down once")
-        expect(wait_metric(H, "hee_upstream_down_skips_total", lambda v: v == skips + 3) == skips + 3,
-               "three requests skipped the primary")
-        time.sleep(1.7)
+        expect(wait_metric(H, "hee_upstream_down_skips_total", lambda v: v == skips + 11) == skips + 11,
+               "eleven requests skipped the primary")
+        time.sleep(max(0, marked_at + 3.2 - time.time()))
         took = timed()
         expect(0.6 < took < 3, "mark expired: the primary is tried again: %.2fs" % took)
     finally:

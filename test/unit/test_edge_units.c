@@ -1,6 +1,7 @@
 /* Tests the edge's small building blocks: iobuf (pool, reserve, growth,
  * release), strmap (put/get/del/grow/evict), cidr (parse, match, mapped
- * IPv4) and upstream_addr_parse / _resolve (URL forms and refusals). */
+ * IPv4), upstream_addr_parse / _resolve (URL forms and refusals) and the
+ * shared passive-health board (one mark per origin, counted once). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "edge/cidr.h"
+#include "edge/health.h"
 #include "edge/iobuf.h"
 #include "edge/strmap.h"
 #include "edge/upstream.h"
@@ -239,6 +241,49 @@ static void upstream_address_list(void **state)
     assert_true(sizeof(a.addrs[0]) == sizeof(struct sockaddr_in6));
 }
 
+/* ---- health ---- */
+
+static void health_marks_are_shared_and_counted_once(void **st)
+{
+    (void)st;
+    health_board_t *b = health_board_new();
+    assert_non_null(b);
+    /* Two workers' targets for one origin share its entry; another origin
+     * has its own. */
+    health_entry_t *w0 = health_get(b, "http://a:80", 11), *w1 = health_get(b, "http://a:80", 11);
+    health_entry_t *other = health_get(b, "http://b:80", 11);
+    assert_ptr_equal(w0, w1);
+    assert_ptr_not_equal(w0, other);
+    assert_false(health_marked(w0));
+    assert_int_equal(health_mark(w0, 1000, 0), 0); /* fail_timeout 0: never marked */
+    assert_false(health_down(w1, 1000));
+    /* The first mark is the transition; the other worker's, while it
+     * holds, is not (one log line, one count). */
+    assert_int_equal(health_mark(w0, 1000, 500), 1);
+    assert_true(health_down(w1, 1499));
+    assert_int_equal(health_mark(w1, 1200, 500), 0);
+    assert_true(health_down(w0, 1699)); /* extended by the second */
+    assert_false(health_down(w0, 1700));
+    assert_false(health_down(other, 1200));
+    /* Expired: marking again is a new transition. */
+    assert_int_equal(health_mark(w1, 1800, 500), 1);
+    /* A success on either worker clears it for both. */
+    health_clear(w0);
+    assert_false(health_marked(w1));
+    assert_false(health_down(w1, 1900));
+    /* The entry outlives one put; after the last, a get starts afresh. */
+    assert_int_equal(health_mark(w0, 2000, 500), 1);
+    health_put(w0);
+    assert_true(health_down(w1, 2100));
+    health_put(w1);
+    health_entry_t *again = health_get(b, "http://a:80", 11);
+    assert_non_null(again);
+    assert_false(health_marked(again));
+    health_put(again);
+    health_put(other);
+    health_board_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +293,7 @@ int main(void)
         cmocka_unit_test(cidr_parses_and_matches),
         cmocka_unit_test(upstream_urls),
         cmocka_unit_test(upstream_address_list),
+        cmocka_unit_test(health_marks_are_shared_and_counted_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
