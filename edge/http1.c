@@ -392,7 +392,7 @@ static bool host_valid(const char *p, size_t n)
 {
     size_t i = 0;
     if (n == 0)
-        return true;
+        return false; /* RFC 9110 4.2.2: an http(s) URI's host is never empty */
     if (p[0] == '[') {
         for (i = 1; i < n && IS(p[i], C_IPV6); i++)
             ;
@@ -409,10 +409,11 @@ static bool host_valid(const char *p, size_t n)
         return true;
     if (p[i] != ':')
         return false;
+    unsigned port = 0;
     size_t d = ++i;
-    while (i < n && is_digit(p[i]))
-        i++;
-    return i == n && i - d <= 5;
+    while (i < n && is_digit(p[i]) && i - d < 5)
+        port = port * 10 + (unsigned)(p[i++] - '0');
+    return i == n && port <= 65535; /* an empty port is the default (RFC 3986 3.2.3) */
 }
 
 static int on_field(struct http1_header *h, bool request, struct facts *f, struct err *e)
@@ -436,10 +437,14 @@ static int on_field(struct http1_header *h, bool request, struct facts *f, struc
     case HTTP1_H_UPGRADE:
         f->upgrade = true;
         return 0;
-    case HTTP1_H_EXPECT:
-        if (ieq(h->value.p, h->value.len, LIT("100-continue")))
-            f->expect_continue = true;
+    case HTTP1_H_EXPECT: {
+        /* A list (RFC 9110 10.1.1): other expectations are ignored. */
+        struct http1_span m;
+        for (size_t i = 0; list_next(&h->value, &i, &m);)
+            if (ieq(m.p, m.len, LIT("100-continue")))
+                f->expect_continue = true;
         return 0;
+    }
     default:
         return 0;
     }

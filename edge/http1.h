@@ -178,8 +178,9 @@ void http1_response_init(struct http1_response *resp);
  * codings before a final chunked ("gzip, chunked") are 501; names that
  * read as Content-Length or Transfer-Encoding once '_' becomes '-' are
  * refused (CGI-style upstreams fold them); Connection options are tokens and
- * may not name Host or Content-Length. Expectations other than 100-continue
- * are ignored, not answered with 417. */
+ * may not name Host or Content-Length. Host may not be empty and its port
+ * is at most 65535. Expect is a list: 100-continue anywhere in it counts;
+ * other expectations are ignored, not answered with 417. */
 enum http1_result http1_parse_request(const char *buf, size_t len,
                                       const struct http1_limits *lim,
                                       struct http1_request *req);

@@ -83,7 +83,6 @@ typedef struct req {
 } req_t;
 
 #define REQ_FREE_MAX 256
-#define FWD_HEADERS 4
 /* Largest request body a local answer reads and drops to keep the
  * connection; a bigger one closes it (cheaper than draining it). */
 #define DISCARD_MAX 65536
@@ -169,6 +168,21 @@ static int rid_ok(const struct http1_span *v)
 static int name_is(const struct http1_span *n, const char *lower, size_t len)
 {
     return n->len == len && util_ascii_ieq(n->p, lower, len);
+}
+
+/* name_is with '_' read as '-': CGI, WSGI and Rack fold both into one
+ * key, so "X_Forwarded_For" would reach such an upstream as a second
+ * copy of a header Hee sets. */
+static int name_is_folded(const struct http1_span *n, const char *lower, size_t len)
+{
+    if (n->len != len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = n->p[i] == '_' ? '-' : n->p[i];
+        if ((ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch) != lower[i])
+            return 0;
+    }
+    return 1;
 }
 
 static int64_t min_limit(int64_t a, int64_t b)
@@ -319,6 +333,40 @@ static void local_error(conn_t *c, int status, const char *what)
 
 /* ---- request heads ---- */
 
+/* Only a WebSocket upgrade is passed on: after a 101 the connection is a
+ * raw tunnel that skips every per-request check and header Hee sets, so
+ * an h2c (or any other) upgrade is forwarded as a plain request, as
+ * Envoy does. Two Upgrade lines are ambiguous and get the same. */
+static int websocket_upgrade(const struct http1_request *hr)
+{
+    const struct http1_header *u = NULL;
+    if (!hr->upgrade)
+        return 0;
+    for (unsigned i = 0; i < hr->n_headers; i++) {
+        if (hr->headers[i].id != HTTP1_H_UPGRADE)
+            continue;
+        if (u)
+            return 0;
+        u = &hr->headers[i];
+    }
+    return u && name_is(&u->value, "websocket", 9);
+}
+
+/* A 101 must name the protocol asked for (RFC 9110 7.8), the only one
+ * Hee asks for. */
+static int switched_to_websocket(const struct http1_response *resp)
+{
+    int n = 0, ws = 0;
+    for (unsigned i = 0; i < resp->n_headers; i++) {
+        const struct http1_header *h = &resp->headers[i];
+        if (h->id == HTTP1_H_UPGRADE) {
+            n++;
+            ws = name_is(&h->value, "websocket", 9);
+        }
+    }
+    return n == 1 && ws;
+}
+
 static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
 {
     edge_worker_t *w = c->w;
@@ -346,7 +394,7 @@ static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
         rq->body_left = hr->content_length;
     if (hr->minor == 0)
         rq->flags |= RQ_HTTP10;
-    if (hr->upgrade)
+    if (websocket_upgrade(hr))
         rq->flags |= RQ_UPGRADE;
     if (hr->expect_continue)
         rq->flags |= RQ_EXPECT;
@@ -360,7 +408,8 @@ static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
     }
     for (unsigned i = 0; i < hr->n_headers; i++) {
         const struct http1_header *h = &hr->headers[i];
-        if (h->id == HTTP1_H_OTHER && name_is(&h->name, w->wc.rid_name, w->wc.rid_len) && rid_ok(&h->value)) {
+        if (h->id == HTTP1_H_OTHER && !h->hop && name_is(&h->name, w->wc.rid_name, w->wc.rid_len) &&
+            rid_ok(&h->value)) {
             memcpy(rq->rid, h->value.p, h->value.len);
             rq->rid[h->value.len] = '\0';
             rq->rid_len = (uint8_t)h->value.len;
@@ -477,8 +526,7 @@ static const char *signature(edge_worker_t *w, const route_t *r, size_t *len)
 
 /* What copying the client's headers found, for the headers Hee adds. */
 struct fwd {
-    const struct http1_header *xff[FWD_HEADERS], *fwd[FWD_HEADERS], *upgrade;
-    int nxff, nfwd, have_rid, have_xfp, have_xfh;
+    int trusted, have_rid, have_xfp, have_xfh;
 };
 
 static void put_pair(struct out *o, const char *name, const void *v, size_t n)
@@ -489,59 +537,72 @@ static void put_pair(struct out *o, const char *name, const void *v, size_t n)
     PUTS(o, "\r\n");
 }
 
+/* A name Hee sets itself, exactly or once '_' reads as '-'. */
+static int owned_name(const struct http1_span *n, const worker_conf_t *wc)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } fixed[] = { { "x-forwarded-for", 15 }, { "x-forwarded-proto", 17 }, { "x-forwarded-host", 16 },
+                  { "forwarded", 9 } };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (name_is_folded(n, fixed[i].name, fixed[i].len))
+            return 1;
+    return name_is_folded(n, wc->tenant_name, wc->tenant_len) || name_is_folded(n, wc->meta_name, wc->meta_len) ||
+           name_is_folded(n, wc->sig_name, wc->sig_len) || name_is_folded(n, wc->rid_name, wc->rid_len);
+}
+
 /* Copies end-to-end headers, dropping hop-by-hop ones (the parser marked
- * them), framing/Host/Expect (rewritten) and Hee's own headers; inbound
- * forwarding headers survive only from trusted proxies. */
-static void copy_headers(struct out *o, const struct http1_request *hr, const worker_conf_t *wc, int trusted,
-                         struct fwd *f)
+ * them), framing/Host/Expect (rewritten) and Hee's own headers, also in
+ * their '_' spellings. Inbound forwarding headers survive only from
+ * trusted proxies: X-Forwarded-Proto/-Host here, X-Forwarded-For and
+ * Forwarded in add_forwarding; a valid X-Request-Id is kept (the first). */
+static void copy_headers(struct out *o, const struct http1_request *hr, const worker_conf_t *wc, struct fwd *f)
 {
     for (unsigned i = 0; i < hr->n_headers; i++) {
         const struct http1_header *h = &hr->headers[i];
         const struct http1_span *n = &h->name;
-        if (h->id == HTTP1_H_UPGRADE)
-            f->upgrade = h;
         if (h->hop || h->id != HTTP1_H_OTHER)
             continue;
-        int x = n->len >= 9 && (n->p[0] | 0x20) == 'x';
-        if (x && name_is(n, "x-forwarded-for", 15)) {
-            if (trusted && f->nxff < FWD_HEADERS)
-                f->xff[f->nxff++] = h;
-            continue;
-        }
-        if (x && (name_is(n, "x-forwarded-proto", 17) || name_is(n, "x-forwarded-host", 16))) {
-            if (trusted) {
+        if (name_is(n, wc->rid_name, wc->rid_len)) {
+            if (rid_ok(&h->value) && !f->have_rid) {
+                f->have_rid = 1;
                 put_header(o, h);
-                *(n->len == 17 ? &f->have_xfp : &f->have_xfh) = 1;
             }
             continue;
         }
-        if (name_is(n, "forwarded", 9)) {
-            if (trusted && f->nfwd < FWD_HEADERS)
-                f->fwd[f->nfwd++] = h;
+        if (f->trusted && (name_is(n, "x-forwarded-proto", 17) || name_is(n, "x-forwarded-host", 16))) {
+            put_header(o, h);
+            *(n->len == 17 ? &f->have_xfp : &f->have_xfh) = 1;
             continue;
         }
-        if (name_is(n, wc->tenant_name, wc->tenant_len) || name_is(n, wc->meta_name, wc->meta_len) ||
-            name_is(n, wc->sig_name, wc->sig_len))
-            continue;
-        if (name_is(n, wc->rid_name, wc->rid_len)) {
-            if (!rid_ok(&h->value) || f->have_rid)
-                continue;
-            f->have_rid = 1;
+        if (!owned_name(n, wc))
+            put_header(o, h);
+    }
+}
+
+/* A trusted proxy's values of one forwarding header, every line of it in
+ * order, each followed by ", " (empty ones skipped). */
+static void put_inbound(struct out *o, const struct http1_request *hr, const char *name, size_t len)
+{
+    for (unsigned i = 0; i < hr->n_headers; i++) {
+        const struct http1_header *h = &hr->headers[i];
+        if (h->id == HTTP1_H_OTHER && !h->hop && h->value.len && name_is(&h->name, name, len)) {
+            put_span(o, &h->value);
+            PUTS(o, ", ");
         }
-        put_header(o, h);
     }
 }
 
 /* X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239), appended to a
  * trusted proxy's values. */
-static void add_forwarding(struct out *o, const conn_t *c, const route_t *r, const struct fwd *f)
+static void add_forwarding(struct out *o, const conn_t *c, const struct http1_request *hr, const route_t *r,
+                           const struct fwd *f)
 {
     int tls = c->kind == CONN_TLS, v6 = c->peer.ss_family == AF_INET6;
     PUTS(o, "X-Forwarded-For: ");
-    for (int i = 0; i < f->nxff; i++) {
-        put_span(o, &f->xff[i]->value);
-        PUTS(o, ", ");
-    }
+    if (f->trusted)
+        put_inbound(o, hr, "x-forwarded-for", 15);
     put_str(o, c->ip);
     PUTS(o, "\r\n");
     if (!f->have_xfp)
@@ -549,10 +610,8 @@ static void add_forwarding(struct out *o, const conn_t *c, const route_t *r, con
     if (!f->have_xfh)
         put_pair(o, "X-Forwarded-Host", r->host, r->host_len);
     PUTS(o, "Forwarded: ");
-    for (int i = 0; i < f->nfwd; i++) {
-        put_span(o, &f->fwd[i]->value);
-        PUTS(o, ", ");
-    }
+    if (f->trusted)
+        put_inbound(o, hr, "forwarded", 9);
     put_str(o, v6 ? "for=\"[" : "for=");
     put_str(o, c->ip);
     put_str(o, v6 ? "]\";host=" : ";host=");
@@ -573,12 +632,14 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
     if (room < 0 || (size_t)room < need)
         return -1;
     struct out o = { iobuf_tail(&rq->head), iobuf_tail(&rq->head) + room, 0 };
-    struct fwd f = { 0 };
+    struct fwd f = { .trusted = wc->n_trusted > 0 && worker_trusted(w, &c->peer) };
 
     put_span(&o, &hr->method_name);
     PUTS(&o, " ");
     if (hr->path.len)
         put_span(&o, &hr->path);
+    else if (hr->method == HTTP1_M_OPTIONS)
+        PUTS(&o, "*"); /* RFC 9112 3.2.4: OPTIONS http://host is OPTIONS * */
     else
         PUTS(&o, "/");
     PUTS(&o, " HTTP/1.1\r\n");
@@ -586,7 +647,7 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
         put_pair(&o, "Host", hr->host.p, hr->host.len);
     else
         put_pair(&o, "Host", r->host, r->host_len);
-    copy_headers(&o, hr, wc, wc->n_trusted > 0 && worker_trusted(w, &c->peer), &f);
+    copy_headers(&o, hr, wc, &f);
     if (hr->body == HTTP1_BODY_LENGTH) {
         char cl[24];
         int n = snprintf(cl, sizeof(cl), "%" PRId64, hr->content_length);
@@ -594,11 +655,9 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
     } else if (hr->body == HTTP1_BODY_CHUNKED) {
         PUTS(&o, "Transfer-Encoding: chunked\r\n");
     }
-    if ((rq->flags & RQ_UPGRADE) && f.upgrade) {
-        PUTS(&o, "Connection: upgrade\r\n");
-        put_pair(&o, "Upgrade", f.upgrade->value.p, f.upgrade->value.len);
-    }
-    add_forwarding(&o, c, r, &f);
+    if (rq->flags & RQ_UPGRADE)
+        PUTS(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    add_forwarding(&o, c, hr, r, &f);
     if (!f.have_rid)
         put_pair(&o, wc->rid_out, rq->rid, rq->rid_len);
     put_pair(&o, wc->tenant_out, r->slug, r->slug_len);
@@ -962,6 +1021,12 @@ static void forward(conn_t *c, const struct http1_request *hr, route_t *r)
     }
     if (r->n_up == 0) {
         local_error(c, 502, "no upstream configured");
+        return;
+    }
+    /* As nginx: an origin echoing TRACE would hand the client the signed
+     * tenant headers Hee adds. */
+    if (hr->method == HTTP1_M_TRACE) {
+        local_error(c, 405, "TRACE is not forwarded");
         return;
     }
     if (build_head(c, hr, r) != 0) {
@@ -1377,7 +1442,7 @@ static void u2c(conn_t *c)
             iobuf_consume(&uc->in, resp->head_len);
             continue;
         }
-        if (resp->switching && !(rq->flags & RQ_UPGRADE)) {
+        if (resp->switching && (!(rq->flags & RQ_UPGRADE) || !switched_to_websocket(resp))) {
             local_error(c, 502, "unexpected 101 from upstream");
             return;
         }

@@ -129,7 +129,11 @@ def get_and_forwarding_headers():
     st, hd, body = fetch(H, "app.test", "GET", "/echo/a?q=secret", ca=CA,
                          headers={"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6",
                                   "X-Hee-Project": "evil", "X-Hee-Tenant-Signature": "t=1,v1=00",
-                                  "X-Hee-Metadata": "e30", "X-Request-Id": "client-rid-1"})
+                                  "X-Hee-Metadata": "e30", "X-Request-Id": "client-rid-1",
+                                  # '_' spellings, which CGI-style upstreams read as the same names
+                                  "X_Forwarded_For": "6.6.6.6", "X-Forwarded_Host": "evil.example",
+                                  "X_Hee_Project": "evil", "X-Hee_Tenant_Signature": "t=1,v1=00",
+                                  "X_Request_Id": "zz", "X_Other": "kept"})
     expect(st == 200, "status %d" % st)
     r = echo(body)
     expect(r["target"] == "/echo/a?q=secret", r["target"])
@@ -140,9 +144,11 @@ def get_and_forwarding_headers():
     expect(hdr(r, "forwarded") == "for=127.0.0.1;host=app.test;proto=https", hdr(r, "forwarded"))
     expect(hdr(r, "x-request-id") == "client-rid-1", "client request id kept")
     expect(hdr(r, "x-hee-project") == "acme", "tenant %r" % hdr(r, "x-hee-project"))
-    names = [k.lower() for k, _ in r["headers"]]
-    for n in ("x-hee-project", "x-hee-tenant-signature", "x-hee-metadata", "forwarded", "x-forwarded-for"):
-        expect(names.count(n) == 1, "%s appears %d times" % (n, names.count(n)))
+    names = [k.lower().replace("_", "-") for k, _ in r["headers"]]
+    for n in ("x-hee-project", "x-hee-tenant-signature", "x-hee-metadata", "forwarded", "x-forwarded-for",
+              "x-forwarded-host", "x-request-id"):
+        expect(names.count(n) == 1, "%s appears %d times (any spelling)" % (n, names.count(n)))
+    expect(hdr(r, "x_other") == "kept", "other '_' names pass")
     meta = hdr(r, "x-hee-metadata")
     expect(base64.urlsafe_b64decode(meta + "=" * (-len(meta) % 4)).decode() == META, "metadata %r" % meta)
     sig = hdr(r, "x-hee-tenant-signature")
@@ -165,6 +171,18 @@ def trusted_proxy_headers_kept():
         expect(hdr(r, "x-forwarded-proto") == "http", "a trusted proxy's proto is kept")
         expect(hdr(r, "forwarded") == "for=203.0.113.7, for=127.0.0.1;host=t.test;proto=https", hdr(r, "forwarded"))
         expect(hdr(r, "x-hee-project") == "trusty", "tenant header never taken from the client")
+        # Every line a trusted proxy sent is kept, in order: five lines, the
+        # last being the proxy's own, cannot be cut to four by the client.
+        s = tls_client(h2, "t.test", CA)
+        st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: t.test\r\n" +
+                           b"X-Forwarded-For: 6.6.6.6\r\n" * 4 + b"X-Forwarded-For: 203.0.113.9\r\n" +
+                           b"Forwarded: for=6.6.6.6\r\n" * 4 + b"Forwarded: for=203.0.113.9\r\n"
+                           b"X-Forwarded-For:\r\n\r\n")
+        s.close()
+        r = echo(body)
+        expect(hdr(r, "x-forwarded-for") == "6.6.6.6, " * 4 + "203.0.113.9, 127.0.0.1", hdr(r, "x-forwarded-for"))
+        expect(hdr(r, "forwarded") == "for=6.6.6.6, " * 4 + "for=203.0.113.9, for=127.0.0.1;host=t.test;proto=https",
+               hdr(r, "forwarded"))
     finally:
         h2.stop()
         h2.cleanup()
@@ -272,6 +290,13 @@ def expect_100_continue():
     r = echo(body)
     expect(st == 200 and r["body_len"] == 5, "body after 100")
     expect(hdr(r, "expect") is None, "Expect is answered by the edge, not forwarded")
+    # Expect is a list: 100-continue among other expectations still counts.
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\nExpect: x, 100-continue\r\n\r\n")
+    st, hd, body, rest = _read_with(s, rest)
+    expect(st == 100, "interim 100 for a list, got %d" % st)
+    s.sendall(b"hi")
+    st, hd, body, rest = _read_with(s, rest)
+    expect(st == 200 and echo(body)["body_len"] == 2, "body after the 100")
     s.close()
 
 
@@ -303,6 +328,45 @@ def host_must_match_sni():
     st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: APP.test:443\r\n\r\n")
     expect(st == 200, "Host compared case-insensitively without port: %d" % st)
     s.close()
+
+
+@test
+def only_websocket_upgrades_pass():
+    """An h2c upgrade would make the connection a raw tunnel past every
+    header Hee sets and every check it makes: it is forwarded as a plain
+    request, and a 101 the origin sends anyway is a 502."""
+    UP.reset()
+    s = conn()
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    expect(st == 200, "plain request, got %d" % st)
+    r = echo(body)
+    expect(hdr(r, "upgrade") is None and hdr(r, "http2-settings") is None, "no upgrade forwarded: %r" % r["headers"])
+    # The test origin answers /ws with 101 whatever it is asked.
+    st, hd, body = req(s, b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    expect(st == 502, "an unasked 101 → 502, got %d" % st)
+    s.close()
+    s = conn()
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: websocket\r\nUpgrade: h2c\r\n\r\n")
+    expect(st == 200 and hdr(echo(body), "upgrade") is None, "two Upgrade lines: a plain request")
+    s.close()
+
+
+@test
+def trace_405_and_options_star():
+    UP.reset()
+    s = conn()
+    st, hd, body = req(s, b"TRACE /echo HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    expect(st == 405 and b"request id" in body, "TRACE → 405, got %d" % st)
+    s.close()
+    expect(not UP.requests, "the origin got nothing for TRACE")
+    s = conn()
+    st, hd, body = req(s, b"OPTIONS https://app.test HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    s.close()
+    got = [q["target"] for q in UP.requests]
+    expect(got == ["*"], "OPTIONS with an empty path is OPTIONS * (RFC 9112 3.2.4): %r" % got)
 
 
 @test

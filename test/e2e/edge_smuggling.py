@@ -50,6 +50,8 @@ CASES = [
     ("no_host", b"GET /x HTTP/1.1\r\n\r\n", 400),
     ("two_hosts", b"GET /x " + H11 + b"Host: s.test\r\n\r\n", 400),
     ("bad_host", b"GET /x HTTP/1.1\r\nHost: s.test/evil\r\n\r\n", 400),
+    ("empty_host", b"GET /x HTTP/1.1\r\nHost: \r\n\r\n", 400),
+    ("host_port_over_65535", b"GET /x HTTP/1.1\r\nHost: s.test:65536\r\n\r\n", 400),
     ("absolute_form_mismatch", b"GET http://other.test/x HTTP/1.1\r\nHost: s.test\r\n\r\n", 400),
     ("space_in_target", b"GET /a b HTTP/1.1\r\nHost: s.test\r\n\r\n", 400),
     ("two_spaces", b"GET  /x HTTP/1.1\r\nHost: s.test\r\n\r\n", 400),
