@@ -25,9 +25,10 @@
 /* DESIGN
  * One request at a time per connection: pipelined requests wait in c->in
  * (reading stops once the request body is complete) and are answered in
- * order. Bytes move in place: the rewritten upstream head is the only copy
- * of request bytes; body bytes go from c->in to the upstream socket and
- * from uc->in to SSL_write. "Approved" counts (bpend, rpend) mark bytes
+ * order. Bytes move in place: the rewritten upstream head and a chunked
+ * request body, re-framed in rq->bout, are the only copies of request
+ * bytes; Content-Length bodies go from c->in to the upstream socket, and
+ * responses from uc->in to SSL_write. "Approved" counts (bpend, rpend) mark bytes
  * already accounted by the framing (Content-Length or the chunked
  * decoder) but not yet written, so a short write never re-feeds the
  * decoder. Back-pressure is by interest: while the other side cannot take
@@ -69,6 +70,7 @@ typedef struct req {
     uint64_t body_seen, bytes_out;
     struct http1_chunked ch, rch;
     iobuf_t head;
+    iobuf_t bout;               /* a chunked request body, re-framed (rechunk) */
     uint32_t head_sent;
     uint32_t req_head_len;      /* client head bytes (while RQ_HEAD_IN) */
     uint8_t req_body;           /* client framing (while RQ_HEAD_IN) */
@@ -115,6 +117,7 @@ static req_t *req_alloc(edge_worker_t *w)
 static void req_free(edge_worker_t *w, req_t *rq)
 {
     iobuf_drop(&rq->head, &w->pool);
+    iobuf_drop(&rq->bout, &w->pool);
     route_unref(rq->route);
     rq->route = NULL;
     if (w->n_req_free < REQ_FREE_MAX) {
@@ -124,6 +127,13 @@ static void req_free(edge_worker_t *w, req_t *rq)
     } else {
         free(rq);
     }
+}
+
+/* Where approved body bytes wait: c->in for Content-Length, rq->bout for
+ * a chunked body (re-framed). */
+static iobuf_t *body_buf(conn_t *c)
+{
+    return c->req->body == HTTP1_BODY_CHUNKED ? &c->req->bout : &c->in;
 }
 
 void proxy_free_lists(edge_worker_t *w)
@@ -183,6 +193,14 @@ static int name_is_folded(const struct http1_span *n, const char *lower, size_t 
             return 0;
     }
     return 1;
+}
+
+static int all_digits(const struct http1_span *v)
+{
+    for (size_t i = 0; i < v->len; i++)
+        if (v->p[i] < '0' || v->p[i] > '9')
+            return 0;
+    return v->len > 0;
 }
 
 static int64_t min_limit(int64_t a, int64_t b)
@@ -301,7 +319,7 @@ static void discard_body(conn_t *c)
     for (int i = 0; i < 16; i++) {
         if (approve_body(c) != 0)
             return; /* answered or closed */
-        iobuf_consume(&c->in, rq->bpend);
+        iobuf_consume(body_buf(c), rq->bpend);
         rq->bpend = 0;
         if (rq->flags & RQ_BODY_DONE) {
             req_free(c->w, rq);
@@ -699,7 +717,72 @@ static void set_client_read(conn_t *c)
     }
 }
 
-/* Accounts body bytes waiting in c->in. -1 on a framing error (answered). */
+/* Appends "<hex>\r\n<data>\r\n" at o; the caller reserved the room. */
+static char *put_chunk(char *o, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char digits[16];
+    int k = 0;
+    size_t v = n;
+    do {
+        digits[k++] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    while (k > 0)
+        *o++ = digits[--k];
+    memcpy(o, "\r\n", 2);
+    memcpy(o + 2, p, n);
+    memcpy(o + 2 + n, "\r\n", 2);
+    return o + n + 4;
+}
+
+/* Decodes the chunked body bytes in c->in into rq->bout as Hee's own
+ * minimal framing: each run of payload as one chunk, then "0\r\n\r\n".
+ * Sizes with leading zeros, extensions and the trailer section stop here:
+ * an origin that reads them differently cannot be shown another message
+ * boundary on a pooled connection other clients share, and trailers,
+ * which an origin merging them into the header section would take for
+ * X-Forwarded-For or tenant headers, never reach it (RFC 9112 7.1.2 lets a
+ * recipient drop them). A run needs at most 20 bytes of framing more
+ * than the raw bytes carried, and the end 5, so c->in.len + 32 is room
+ * for all of it. 1 ok, 0 a framing error, -1 out of memory. */
+static int rechunk(conn_t *c)
+{
+    req_t *rq = c->req;
+    const char *in = iobuf_head(&c->in);
+    size_t avail = c->in.len, off = 0;
+    long room = iobuf_reserve(&rq->bout, &c->w->pool, avail + 32, avail + 32 + IOBUF_BLOCK);
+    if (room < (long)(avail + 32))
+        return -1;
+    char *o = iobuf_tail(&rq->bout), *start = o;
+    while (off < avail) {
+        /* Holds by the bound above; checked so no input can break it. */
+        if ((size_t)room - (size_t)(o - start) < avail - off + 25)
+            break;
+        size_t used = 0;
+        struct http1_span d = { 0 };
+        enum http1_result r = http1_chunked_feed(&rq->ch, in + off, avail - off, &used, &d);
+        off += used;
+        if (r == HTTP1_ERROR)
+            return 0;
+        if (d.len)
+            o = put_chunk(o, d.p, d.len);
+        if (r == HTTP1_OK) {
+            memcpy(o, "0\r\n\r\n", 5);
+            o += 5;
+            rq->flags |= RQ_BODY_DONE;
+            break;
+        }
+        if (used == 0)
+            break;
+    }
+    rq->bout.len += (uint32_t)(o - start);
+    iobuf_consume(&c->in, off);
+    return 1;
+}
+
+/* Accounts body bytes waiting in c->in (re-framing a chunked body into
+ * rq->bout). -1 on a framing error (answered). */
 static int approve_body(conn_t *c)
 {
     req_t *rq = c->req;
@@ -713,14 +796,15 @@ static int approve_body(conn_t *c)
         if (rq->body_left == 0)
             rq->flags |= RQ_BODY_DONE;
     } else {
-        size_t used = 0;
-        enum http1_result r = http1_chunked_feed(&rq->ch, iobuf_head(&c->in), avail, &used, NULL);
-        if (r == HTTP1_ERROR) {
-            metrics_inc(c->w->hub->metrics, M_HTTP_BAD_REQUEST);
+        int r = rechunk(c);
+        if (r <= 0) {
+            if (r == 0)
+                metrics_inc(c->w->hub->metrics, M_HTTP_BAD_REQUEST);
             if (rq->flags & RQ_BODY_SENT)
                 conn_close(c); /* the upstream saw part of it: cut both */
             else
-                local_error(c, 400, rq->ch.error ? rq->ch.error : "bad chunked body");
+                local_error(c, r == 0 ? 400 : 500, r < 0 ? "out of memory"
+                                                   : rq->ch.error ? rq->ch.error : "bad chunked body");
             return -1;
         }
         if (rq->max_body && (int64_t)rq->ch.payload > rq->max_body) {
@@ -730,9 +814,7 @@ static int approve_body(conn_t *c)
                 local_error(c, 413, "request body too large");
             return -1;
         }
-        rq->bpend = used;
-        if (r == HTTP1_OK)
-            rq->flags |= RQ_BODY_DONE;
+        rq->bpend = rq->bout.len;
     }
     rq->body_seen += rq->bpend;
     return 0;
@@ -799,7 +881,7 @@ static int c2u(conn_t *c)
             iov[n++].iov_len = hrem;
         }
         if (rq->bpend) {
-            iov[n].iov_base = iobuf_head(&c->in);
+            iov[n].iov_base = iobuf_head(body_buf(c));
             iov[n++].iov_len = rq->bpend;
         }
         if (n == 0)
@@ -834,7 +916,7 @@ static int c2u(conn_t *c)
                 rq->t_sent = clock_now_us();
         }
         if (done) {
-            iobuf_consume(&c->in, done);
+            iobuf_consume(body_buf(c), done);
             rq->bpend -= done;
             rq->flags |= RQ_BODY_SENT;
         }
@@ -844,6 +926,7 @@ static int c2u(conn_t *c)
     if ((rq->flags & RQ_BODY_SENT) && rq->head.data)
         drop_head(c->w, rq); /* no replay once body bytes left */
     iobuf_release(&c->in, &c->w->pool);
+    iobuf_release(&rq->bout, &c->w->pool);
     set_client_read(c);
     return 0;
 }
@@ -1203,7 +1286,7 @@ static int relay_interim(conn_t *c, const struct http1_response *resp)
         return -1;
     for (unsigned i = 0; i < resp->n_headers; i++) {
         const struct http1_header *h = &resp->headers[i];
-        if (h->hop)
+        if (h->hop || h->id == HTTP1_H_CONTENT_LENGTH) /* a 1xx has no content (RFC 9110 8.6) */
             continue;
         if (iobuf_append(&c->out, &c->w->pool, h->name.p, h->name.len, IOBUF_BLOCK * 4) != 0 ||
             iobuf_append(&c->out, &c->w->pool, ": ", 2, IOBUF_BLOCK * 4) != 0 ||
@@ -1229,13 +1312,31 @@ static int response_head(conn_t *c, const struct http1_response *resp)
     put_span(&o, &resp->reason);
     PUTS(&o, "\r\n");
     const struct http1_header *upgrade = NULL;
+    /* One Content-Length ("5, 5" or two lines of it are one value, RFC
+     * 9110 8.6; the parser refused differing ones), none on a 101 or 204. */
+    int cl_sent = resp->switching || resp->status == 204;
     for (unsigned i = 0; i < resp->n_headers; i++) {
         const struct http1_header *h = &resp->headers[i];
         if (h->id == HTTP1_H_UPGRADE)
             upgrade = h;
-        if (!h->hop)
-            put_header(&o, h);
+        if (h->hop)
+            continue;
+        if (h->id == HTTP1_H_CONTENT_LENGTH) {
+            if (cl_sent++)
+                continue;
+            if (!all_digits(&h->value)) {
+                char cl[24];
+                int k = snprintf(cl, sizeof(cl), "%" PRId64, resp->content_length);
+                put_pair(&o, "Content-Length", cl, (size_t)k);
+                continue;
+            }
+        }
+        put_header(&o, h);
     }
+    /* Answered before the request body was all read: finish() closes, and
+     * RFC 9112 9.6 asks that the response say so. */
+    if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
+        c->flags |= CF_CLOSE;
     rq->rbody = (uint8_t)resp->body;
     if (resp->switching) {
         PUTS(&o, "Connection: upgrade\r\n");
@@ -1276,8 +1377,10 @@ static void finish(conn_t *c)
     edge_worker_t *w = c->w;
     req_t *rq = c->req;
     uconn_t *uc = c->up;
-    int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON)) && (rq->flags & RQ_BODY_DONE) &&
-                   rq->bpend == 0 && rq->rbody != HTTP1_BODY_CLOSE && uc->in.len == 0;
+    /* A head not wholly written would prefix the next client's request. */
+    int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON | RQ_UP_WBLOCK)) && (rq->flags & RQ_BODY_DONE) &&
+                   rq->bpend == 0 && rq->head_sent == rq->head.len && rq->rbody != HTTP1_BODY_CLOSE &&
+                   uc->in.len == 0;
     if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
         c->flags |= CF_CLOSE | CF_LINGER; /* answered early: the rest of the body is unread */
     if (uc) {
@@ -1426,6 +1529,8 @@ static void u2c(conn_t *c)
         if (r == HTTP1_INCOMPLETE) {
             if (uc->in.len >= w->wc.lim.max_request_line + w->wc.lim.max_header_bytes)
                 local_error(c, 502, "upstream response head too large");
+            else if (uconn_pending(uc)) /* the rest of a record epoll cannot report */
+                event_active(&uc->rev, EV_READ, 0);
             return;
         }
         if (r == HTTP1_ERROR) {
@@ -1435,7 +1540,10 @@ static void u2c(conn_t *c)
             return;
         }
         if (resp->status < 200 && resp->status != 101) {
-            if (relay_interim(c, resp) != 0) {
+            /* Out at once: 103 Early Hints is useless late, 102 is a
+             * keep-alive. A client that does not read stops our reads
+             * (upstream_readable) until proxy_on_writable drains it. */
+            if (relay_interim(c, resp) != 0 || conn_flush(c) < 0) {
                 conn_close(c);
                 return;
             }
@@ -1477,14 +1585,17 @@ static void u2c(conn_t *c)
     }
 }
 
-static void upstream_eof(conn_t *c)
+/* The origin closed (clean) or the read failed: a reset, or a TLS origin
+ * gone without close_notify. Only a clean close ends a close-delimited
+ * body; otherwise the client must see the truncation too. */
+static void upstream_eof(conn_t *c, int clean)
 {
     req_t *rq = c->req;
     if (!(rq->flags & RQ_RESP_HEAD)) {
         upstream_lost(c, "upstream closed the connection");
         return;
     }
-    if (rq->rbody == HTTP1_BODY_CLOSE) {
+    if (rq->rbody == HTTP1_BODY_CLOSE && clean) {
         /* Close-delimited body: EOF is its end. */
         rq->rbody = HTTP1_BODY_NONE;
         rq->flags |= RQ_RESP_DONE | RQ_NO_REUSE;
@@ -1539,7 +1650,7 @@ static void upstream_readable(conn_t *c)
         return;
     if (n < 0)
         log_debug("proxy.upstream_read_error", "errno=%d", errno);
-    upstream_eof(c);
+    upstream_eof(c, n == 0);
 }
 
 /* ---- tunnel ---- */
@@ -1719,6 +1830,19 @@ void proxy_on_writable(conn_t *c)
     case CS_REQ:
         if (c->up && (c->req->flags & RQ_RESP_HEAD)) {
             u2c(c);
+            return;
+        }
+        if (c->up && c->up->state == UC_READY) {
+            /* Interim responses (or our 100) drained: reading the origin
+             * may have stopped for them (upstream_readable). */
+            int f = conn_flush(c);
+            if (f < 0) {
+                conn_close(c);
+            } else if (f == 1) {
+                uconn_want_read(c->up, 1);
+                if (uconn_pending(c->up))
+                    event_active(&c->up->rev, EV_READ, 0);
+            }
             return;
         }
         /* e.g. a 100 Continue still going out */

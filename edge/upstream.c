@@ -147,7 +147,10 @@ SSL_CTX *upstream_ssl_ctx_new(const char *ca_bundle, char **err)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* No SSL_OP_IGNORE_UNEXPECTED_EOF: an origin's TCP close without
+     * close_notify must read as an error, not as the end of a
+     * close-delimited body (a truncation attack would pass as complete). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     static const unsigned char alpn[] = "\x08http/1.1";
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
@@ -291,11 +294,16 @@ ssize_t uconn_send(uconn_t *uc, const void *p, size_t n)
 
 ssize_t uconn_recv(uconn_t *uc, void *buf, size_t len)
 {
-    if (!uc->ssl)
-        return recv(uc->fd, buf, len, 0);
-    ERR_clear_error();
-    int r = SSL_read(uc->ssl, buf, (int)len);
-    return r > 0 ? r : ssl_result(uc, r);
+    ssize_t r;
+    if (!uc->ssl) {
+        r = recv(uc->fd, buf, len, 0);
+    } else {
+        ERR_clear_error();
+        int n = SSL_read(uc->ssl, buf, (int)len);
+        r = n > 0 ? n : ssl_result(uc, n);
+    }
+    uc->rd_full = r > 0 && (size_t)r == len;
+    return r;
 }
 
 int uconn_pending(const uconn_t *uc)
@@ -388,13 +396,34 @@ uconn_t *uconn_connect_next(uconn_t *uc)
     return next;
 }
 
+/* Bytes the origin sent past the response just relayed. What sits
+ * decrypted in OpenSSL epoll cannot report; the socket is asked only
+ * when the last read filled its buffer, since a shorter one drained it
+ * (bytes that come later wake the idle pool's read event, which closes
+ * the connection). */
+static int leftover(uconn_t *uc)
+{
+    if (uc->ssl && SSL_has_pending(uc->ssl))
+        return 1;
+    if (!uc->rd_full)
+        return 0;
+    char b;
+    ssize_t n = recv(uc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 uconn_t *upstream_take(upstream_t *u, conn_t *owner)
 {
-    uconn_t *uc = TAILQ_FIRST(&u->idle);
+    uconn_t *uc;
+    while ((uc = TAILQ_FIRST(&u->idle)) != NULL) {
+        TAILQ_REMOVE(&u->idle, uc, link);
+        u->n_idle--;
+        if (!(uc->ssl && SSL_has_pending(uc->ssl)))
+            break;
+        uconn_close(uc); /* a TLS record came in while idle: epoll saw it read into OpenSSL */
+    }
     if (!uc)
         return NULL;
-    TAILQ_REMOVE(&u->idle, uc, link);
-    u->n_idle--;
     uc->owner = owner;
     worker_count(uc->w, WM_UP_REUSE);
     return uc;
@@ -446,7 +475,7 @@ void uconn_release(uconn_t *uc, int reusable)
     uc->owner = NULL;
     uconn_want_write(uc, 0);
     if (!reusable || uc->in.len > 0 || uc->state != UC_READY || u->n_idle >= (unsigned)w->cfg->upstream_idle_conns ||
-        w->draining) {
+        w->draining || leftover(uc)) {
         uconn_close(uc);
         return;
     }

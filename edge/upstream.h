@@ -95,6 +95,7 @@ struct uconn {
     SSL *ssl;                        /* https origins */
     uint8_t state;
     uint8_t rd_on, wr_on;            /* events currently added */
+    uint8_t rd_full;                 /* the last read filled its buffer: more may wait */
     int err;                         /* why progress failed (errno value) */
     struct event rev, wev;
     iobuf_t in;                      /* response bytes not yet relayed */
@@ -111,7 +112,8 @@ struct uconn {
 upstream_t *upstream_get(struct edge_worker *w, const upstream_addr_t *a);
 void upstream_table_free(struct edge_worker *w);
 
-/* An idle pooled connection (now owned by owner), or NULL. */
+/* An idle pooled connection (now owned by owner), or NULL. One holding
+ * bytes the origin sent while it was idle is closed instead. */
 uconn_t *upstream_take(upstream_t *u, struct conn *owner);
 /* Starts a non-blocking connect to u's last good address; an address
  * that fails at once (ECONNREFUSED on loopback often does, ENETUNREACH
@@ -125,7 +127,8 @@ uconn_t *uconn_connect(struct edge_worker *w, upstream_t *u, struct conn *owner)
  * name presents the same certificate check. */
 uconn_t *uconn_connect_next(uconn_t *uc);
 /* Gives the connection back: to the pool when reusable (and the pool has
- * room), closed otherwise. */
+ * room), closed otherwise — also when the origin sent bytes past its
+ * response, so they can never answer another client's request. */
 void uconn_release(uconn_t *uc, int reusable);
 void uconn_close(uconn_t *uc);
 /* Moves a new connection on (TCP connect, then TLS for https) on any

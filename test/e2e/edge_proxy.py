@@ -225,6 +225,24 @@ def post_content_length_and_chunked_both_ways():
 
 
 @test
+def chunked_request_reframed_trailers_dropped():
+    """A chunked request body reaches the origin in Hee's own framing:
+    minimal sizes, no extensions, no trailer section (an origin that reads
+    sizes differently cannot be desynchronised, and one that merges
+    trailers into headers cannot be handed a spoofed tenant)."""
+    UP.reset()
+    s = conn()
+    st, hd, body = req(s, b"POST /echo HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"0003;name=value\r\nabc\r\n" + b"0" * 200 + b"2 ; q=\"a;b\"\r\nde\r\n"
+                          b"0\r\nX-Hee-Project: evil\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+    s.close()
+    expect(st == 200 and echo(body)["body_len"] == 5, "body intact: %d %r" % (st, body[:100]))
+    raw = UP.raw_tail
+    tail = raw.split(b"\r\n\r\n", 1)[1]
+    expect(tail == b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", "re-framed body: %r" % tail)
+
+
+@test
 def keepalive_reuse_both_sides():
     UP.reset()
     s = conn("other.test")

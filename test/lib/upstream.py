@@ -13,6 +13,7 @@ API
     u.header(req, name)           first value of name (case-insensitive) or None
     u.connections                 connections accepted so far
     u.raw_bytes                   request bytes received so far (all connections)
+    u.raw_tail                    the last 64 KB of those bytes, as received (framing included)
     u.reset()                     clears requests / counters
     with Upstream() as u: ...
 
@@ -42,11 +43,11 @@ never stored. The pattern for /stream: pattern(n) below.
 import base64
 import hashlib
 import json
-import socket
 import ssl
-import threading
 import time
 import urllib.parse
+
+from loopserver import LoopbackServer
 
 __all__ = ["Upstream", "pattern"]
 
@@ -81,6 +82,7 @@ class _Conn:
             raise _Closed()
         with self.srv.lock:
             self.srv.raw_bytes += len(d)
+            self.srv.raw_tail = (self.srv.raw_tail + d)[-65536:]
         self.buf += d
 
     def read_line(self, limit=65536):
@@ -154,79 +156,31 @@ def _reason(code):
             404: "Not Found", 413: "Payload Too Large", 500: "Internal Server Error"}.get(code, "Status")
 
 
-class Upstream:
+class Upstream(LoopbackServer):
     def __init__(self, port=0, tls=None):
-        self.lock = threading.Lock()
-        self.tls = None
-        if tls:
-            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.tls.load_cert_chain(tls[0], tls[1])
         self.requests = []
-        self.connections = 0
         self.raw_bytes = 0
-        self._socks = set()
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", port))
-        self.ls.listen(512)
-        self.port = self.ls.getsockname()[1]
-        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
-        self._stop = False
-        self.t = threading.Thread(target=self._accept, daemon=True)
-        self.t.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.stop()
+        self.raw_tail = b""
+        super().__init__(port, tls)
 
     def reset(self):
         with self.lock:
             self.requests = []
             self.connections = 0
             self.raw_bytes = 0
+            self.raw_tail = b""
 
     @staticmethod
     def header(req, name):
         return _hget(req["headers"], name.lower())
-
-    def stop(self):
-        self._stop = True
-        try:
-            self.ls.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while not self._stop:
-            try:
-                s, _ = self.ls.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                cid = self.connections
-                self._socks.add(s)
-            threading.Thread(target=self._serve, args=(s, cid), daemon=True).start()
 
     def _serve(self, s, cid):
         seq = 0
         try:
             if self.tls:
                 s.settimeout(10)
-                s = self.tls.wrap_socket(s, server_side=True)
+                s = self._tls_wrap(s)
                 s.settimeout(None)
-                with self.lock:
-                    self._socks.add(s)
             c = _Conn(self, s, cid)
             while True:
                 method, target, version, headers = c.read_head()
@@ -250,12 +204,7 @@ class Upstream:
         except (_Closed, OSError, ValueError, ssl.SSLError):
             pass
         finally:
-            with self.lock:
-                self._socks.discard(s)
-            try:
-                s.close()
-            except OSError:
-                pass
+            self._forget(s)
 
     def _respond(self, c, method, path, q, rec):
         """Writes one response; False closes the connection."""
