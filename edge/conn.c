@@ -314,8 +314,11 @@ static long rec_read(conn_t *c)
             return -1;
         }
         if (rl > 0 && (size_t)rl <= c->raw.len) {
-            /* Whole record: decrypt straight into c->in. */
-            long room = iobuf_reserve(&c->in, &w->pool, (size_t)rl, 2 * IOBUF_BLOCK + 1024);
+            /* Whole record: decrypt straight into c->in, which may hold a
+             * head up to the limits already (read_head answers 431 beyond
+             * them), so there is room for one more record on top. */
+            size_t cap = w->wc.lim.max_request_line + w->wc.lim.max_header_bytes + 64 + TLSREC_MAX_RECORD;
+            long room = iobuf_reserve(&c->in, &w->pool, (size_t)rl, cap < 2 * IOBUF_BLOCK ? 2 * IOBUF_BLOCK : cap);
             if (room < rl)
                 return -1;
             int eof = 0, upd = 0;
@@ -483,6 +486,12 @@ static void close_notify(conn_t *c)
         c->rawout.len += (uint32_t)n;
         rawout_flush(c);
     }
+}
+
+void conn_close_idle(conn_t *c)
+{
+    close_notify(c);
+    conn_close(c);
 }
 
 void conn_flushed(conn_t *c)

@@ -136,6 +136,10 @@ int conn_flush(conn_t *c);
  * input), half-closes and discards input for [edge] close_linger so our
  * last response is not destroyed by a reset. Then closes. */
 void conn_finish(conn_t *c);
+/* Closes a connection with nothing in flight (idle keep-alive timeout,
+ * drain, the client's own close_notify), sending close_notify first as
+ * RFC 8446 6.1 asks; best effort, nothing is awaited. */
+void conn_close_idle(conn_t *c);
 /* Called by proxy_on_writable once CS_FLUSH has nothing left. */
 void conn_flushed(conn_t *c);
 

@@ -272,16 +272,26 @@ void proxy_local_reply(conn_t *c, int status, const char *headers, const char *b
     }
     if (w->draining)
         close = 1;
-    char head[1024];
-    int n = snprintf(head, sizeof(head),
+    /* Sized from its parts: a port-80 redirect's Location carries the
+     * whole target (plain.c allows LOCATION_MAX). */
+    const char *extra = headers ? headers : "";
+    size_t need = 200 + strlen(extra) + strlen(w->wc.rid_out) + rq->rid_len;
+    long room = iobuf_reserve(&c->out, &w->pool, need, c->out.len + need + body_len + IOBUF_BLOCK);
+    int n = room < (long)need ? -1 : snprintf(iobuf_tail(&c->out), (size_t)room,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n%s: %s\r\n%s%s\r\n",
-                     status, http1_reason(status), body_len, w->wc.rid_out, rq->rid, headers ? headers : "",
+                     status, http1_reason(status), body_len, w->wc.rid_out, rq->rid, extra,
                      close ? "Connection: close\r\n"
                      : (rq->flags & RQ_HTTP10) ? "Connection: keep-alive\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(head) ||
-        iobuf_append(&c->out, &w->pool, head, (size_t)n, IOBUF_BLOCK * 2) != 0 ||
-        (body_len && iobuf_append(&c->out, &w->pool, body, body_len, IOBUF_BLOCK * 2) != 0)) {
+    if (n < 0 || n >= room) {
+        conn_close(c);
+        return;
+    }
+    c->out.len += (uint32_t)n;
+    /* A HEAD answer has the same head and no content (RFC 9110 9.3.2). */
+    if (rq->method == HTTP1_M_HEAD)
+        body_len = 0;
+    if (body_len && iobuf_append(&c->out, &w->pool, body, body_len, c->out.len + body_len + IOBUF_BLOCK) != 0) {
         conn_close(c);
         return;
     }
@@ -796,22 +806,19 @@ static int approve_body(conn_t *c)
         if (rq->body_left == 0)
             rq->flags |= RQ_BODY_DONE;
     } else {
+        /* Errors are answered even when part of the body went out: the
+         * origin connection is dropped with it, and only a response that
+         * started already leaves nothing but closing (proxy_local_reply). */
         int r = rechunk(c);
         if (r <= 0) {
             if (r == 0)
                 metrics_inc(c->w->hub->metrics, M_HTTP_BAD_REQUEST);
-            if (rq->flags & RQ_BODY_SENT)
-                conn_close(c); /* the upstream saw part of it: cut both */
-            else
-                local_error(c, r == 0 ? 400 : 500, r < 0 ? "out of memory"
-                                                   : rq->ch.error ? rq->ch.error : "bad chunked body");
+            local_error(c, r == 0 ? 400 : 500, r < 0 ? "out of memory"
+                                               : rq->ch.error ? rq->ch.error : "bad chunked body");
             return -1;
         }
         if (rq->max_body && (int64_t)rq->ch.payload > rq->max_body) {
-            if (rq->flags & RQ_BODY_SENT)
-                conn_close(c);
-            else
-                local_error(c, 413, "request body too large");
+            local_error(c, 413, "request body too large");
             return -1;
         }
         rq->bpend = rq->bout.len;
@@ -931,11 +938,27 @@ static int c2u(conn_t *c)
     return 0;
 }
 
+/* Readable with nothing left to read for this request: a pipelined
+ * request (read once this one is answered), or the client gone — then
+ * the origin's work is dropped now, not after upstream_timeout (as
+ * nginx's proxy_ignore_client_abort off; logged as 499). */
+static int client_gone(conn_t *c)
+{
+    if (!c->req || !(c->req->flags & RQ_BODY_DONE) || c->in.len || conn_pending(c))
+        return 0;
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void client_body(conn_t *c)
 {
     for (int i = 0; i < 8; i++) {
         if (!can_read_body(c)) {
-            conn_want_read(c, 0);
+            if (client_gone(c))
+                conn_close(c);
+            else
+                conn_want_read(c, 0);
             return;
         }
         long n = conn_read(c);
@@ -1265,7 +1288,11 @@ static void read_head(conn_t *c)
             return;
         }
         if (n <= 0) {
-            conn_close(c);
+            /* Between requests, the client's close_notify (or FIN) gets ours. */
+            if (n == 0 && c->in.len == 0 && !c->partial)
+                conn_close_idle(c);
+            else
+                conn_close(c);
             return;
         }
     }
@@ -1691,6 +1718,11 @@ static int tunnel_pump(conn_t *c)
         iobuf_consume(&uc->in, (size_t)n);
         c->req->bytes_out += (uint64_t)n;
     }
+    /* rec_write takes bytes whose record may still sit in c->rawout: the
+     * origin is read again (and its EOF, which closes, seen) only once
+     * that record is out. */
+    if (f == 1 && c->rec && c->rawout.len)
+        f = 0;
     uconn_want_read(uc, f == 1 && uc->in.len == 0);
     if (uc->in.len == 0) {
         iobuf_release(&uc->in, &c->w->pool);
@@ -1864,7 +1896,7 @@ void proxy_on_timeout(conn_t *c)
     switch (c->state) {
     case CS_HEAD:
         if (c->in.len == 0 && !c->partial) {
-            conn_close(c); /* idle keep-alive connection */
+            conn_close_idle(c); /* idle keep-alive connection */
             return;
         }
         bad_request(c, 408, "request head not received in time");

@@ -537,6 +537,13 @@ static void decide(conn_t *c, const ch_info_t *ci)
     lookup(c);
 }
 
+static int socket_failed(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0;
+}
+
 static void hello(conn_t *c)
 {
     edge_worker_t *w = c->w;
@@ -558,6 +565,12 @@ static void hello(conn_t *c)
     case CH_NEED_MORE:
         if ((size_t)n >= sizeof(w->hello)) {
             tls_refuse(c, CH_ALERT_DECODE_ERROR);
+            return;
+        }
+        if (socket_failed(c->fd)) {
+            /* A reset after half a hello: the peek still shows the old
+             * bytes, and no new edge will ever come. */
+            conn_close(c);
             return;
         }
         conn_watch_hello(c); /* the next segment brings a new edge */

@@ -154,7 +154,7 @@ static void close_all(edge_worker_t *w, int idle_only)
         if (!idle_only)
             conn_close(c);
         else if (c->state == CS_HEAD && c->in.len == 0 && !c->partial && c->out.len == 0)
-            conn_close(c);
+            conn_close_idle(c);
         else
             c->flags |= CF_CLOSE;
         c = nx;

@@ -41,6 +41,15 @@ def redirect_keeps_path_and_query():
            "host lower-cased, port dropped: %r" % hd.get("location"))
     st, hd, body = ask(s, b"HEAD /x HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
     expect(st == 308, "HEAD redirected")
+    # No body after a HEAD answer: the next response on the connection
+    # starts right after the head.
+    st, hd, body = ask(s, b"GET /after-head HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+    expect(st == 308 and hd.get("location", "").endswith("/after-head"), "next answer in frame: %d %r" % (st, hd))
+    # Long targets (tracking, OAuth parameters) keep their redirect.
+    long_path = "/l?" + "q" * 4000
+    st, hd, body = ask(s, ("GET %s HTTP/1.1\r\nHost: www.example.test\r\n\r\n" % long_path).encode())
+    expect(st == 308 and hd.get("location") == "https://www.example.test:%d%s" % (TLS_PORT, long_path),
+           "a 4 KB target redirected whole: %d" % st)
     s.close()
 
 

@@ -334,6 +334,16 @@ def body_limits_413():
     st, hd, body, rest = read_response(s)
     expect(st == 413, "chunked over the limit → 413, got %d" % st)
     s.close()
+    # Over the limit only after part of the body went to the origin: still
+    # a 413 for the client (the origin connection is dropped), not a bare close.
+    s = conn("small.test")
+    s.sendall(b"POST /slow?delay=2000 HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"258\r\n" + b"a" * 600 + b"\r\n")
+    time.sleep(0.3)
+    s.sendall(b"258\r\n" + b"b" * 600 + b"\r\n0\r\n\r\n")
+    st, hd, body, rest = read_response(s)
+    expect(st == 413, "413 after part of the body was forwarded, got %d" % st)
+    s.close()
 
 
 @test
@@ -579,6 +589,28 @@ def access_log_lines():
     for k in ("host=app.test", "method=GET", "status=200", "bytes=", "upstream=http://127.0.0.1",
               "rid=", "t_total_us=", "t_upstream_us="):
         expect(k in ln, "%s in %s" % (k, ln))
+
+
+@test
+def client_gone_while_waiting_is_499():
+    """A client that leaves while the origin works is noticed at once:
+    the origin connection is dropped and the request logged as 499 (not
+    held until the response or upstream_timeout)."""
+    s = conn()
+    s.sendall(b"GET /slow/gone?delay=4000 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    time.sleep(0.3)
+    s.close()
+    t0 = time.time()
+
+    def logged():
+        with open(ACCESS) as f:
+            return [ln for ln in f if "/slow/gone" in ln and ln.endswith("\n")]
+    lines = logged()
+    while not lines and time.time() - t0 < 3:
+        time.sleep(0.05)
+        lines = logged()
+    expect(lines and "status=499" in lines[-1], "logged as 499: %r" % lines)
+    expect(time.time() - t0 < 2, "noticed at once, not when the origin answered: %.2fs" % (time.time() - t0))
 
 
 @test

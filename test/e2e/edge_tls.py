@@ -8,6 +8,7 @@ for idle takeover following how connections end, per-IP limit, default certifica
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,26 @@ seed_domain(H, "nocert.test", PID, verified=True)
 
 def verdict(data):
     return hello_verdict(H.tls_port, data)
+
+
+@test
+def reset_after_half_a_hello_frees_the_slot():
+    """A client that sends part of a ClientHello and then resets: the peek
+    keeps showing the old bytes and no new edge comes, so the connection
+    must be dropped on the reset, not held until header_timeout (2 s)."""
+    base = metric(H, "hee_connections_active")
+    socks = []
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", H.tls_port))
+        s.sendall(client_hello("ok.test")[:30])
+        socks.append(s)
+    expect(wait_metric(H, "hee_connections_active", lambda v: v >= base + 10, 3) >= base + 10, "ten held")
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    t0 = time.time()
+    v = wait_metric(H, "hee_connections_active", lambda v: v <= base, 1.5)
+    expect(v <= base, "slots freed on the reset: %s active after %.2fs (base %s)" % (v, time.time() - t0, base))
 
 
 @test
@@ -283,6 +304,46 @@ def key_update_after_takeover():
         t.join(timeout=5)
     out = got.decode("latin-1")
     expect(out.count("HTTP/1.1 200") == 2, "both requests answered once: %s" % out[-1500:])
+
+
+@test
+def big_head_after_takeover():
+    """A head within the limits (a ~36 KB one here) followed by its body
+    in full 16 KB records is served on the compact record layer as on
+    OpenSSL, and one over the limits gets its 431 there too."""
+    pad = b"X-Pad: " + b"a" * 4000 + b"\r\n"
+    for n_pad, body, want in ((7, 20000, 200), (12, 0, 431)):
+        s = tls_client(H, "ok.test", CA)
+        t0 = metric(H, TAKEOVERS)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+        read_response(s)
+        expect(wait_metric(H, TAKEOVERS, lambda v: v >= t0 + 1) >= t0 + 1, "taken over")
+        head = (b"POST /echo?" + b"q" * 8000 + b" HTTP/1.1\r\nHost: ok.test\r\nContent-Length: %d\r\n" % body +
+                pad * n_pad + b"\r\n")
+        s.sendall(head + b"b" * body)
+        st, hd, got, rest = read_response(s)
+        s.close()
+        expect(st == want, "%d-byte head after takeover: %d, want %d" % (len(head), st, want))
+
+
+@test
+def close_notify_answered():
+    """A client that ends with close_notify gets ours back (RFC 8446 6.1),
+    on OpenSSL and on the compact record layer alike; unwrap() waits for
+    it and fails on a bare close."""
+    for compact in (False, True):
+        s = tls_client(H, "ok.test", CA)
+        t0 = metric(H, TAKEOVERS)
+        if compact:
+            s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+            read_response(s)
+            expect(wait_metric(H, TAKEOVERS, lambda v: v >= t0 + 1) >= t0 + 1, "taken over")
+        s.settimeout(5)
+        try:
+            raw = s.unwrap()
+            raw.close()
+        except (ssl.SSLError, OSError) as e:
+            expect(False, "close_notify answered (%s): %r" % ("tlsrec" if compact else "OpenSSL", e))
 
 
 @test
