@@ -26,6 +26,13 @@ void util_hex(char *out, const void *in, size_t len);
 char *util_b64(const void *in, size_t len, int url);
 unsigned char *util_unb64(const char *in, size_t inlen, size_t *outlen);
 
+/* The pending error on socket fd (SO_ERROR, which clears it), or errno
+ * when it cannot be read; 0 when there is none. */
+int util_socket_error(int fd);
+/* What one non-blocking MSG_PEEK sees on stream socket fd: 1 bytes are
+ * waiting, 0 the peer closed, -1 an error, -2 nothing yet. */
+int util_socket_peek(int fd);
+
 /* The CPUs this process may run on (its affinity mask, which taskset and
  * cgroup cpusets narrow), in ascending order: writes up to cap of them to
  * cpus (NULL with cap 0 only counts) and returns how many there are, or -1

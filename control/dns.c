@@ -1171,9 +1171,7 @@ static void on_sock_read(evutil_socket_t fd, short what, void *arg)
 static void on_tcp_write(dns_query_t *q)
 {
     if (q->woff == 0) {
-        int err = 0;
-        socklen_t elen = sizeof(err);
-        if (getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+        if (util_socket_error(q->fd) != 0) {
             q_next(q, DNS_ERR_NETWORK);
             return;
         }

@@ -203,6 +203,12 @@ static int all_digits(const struct http1_span *v)
     return v->len > 0;
 }
 
+/* Request body bytes not read or not yet passed on. */
+static int body_unsent(const req_t *rq)
+{
+    return !(rq->flags & RQ_BODY_DONE) || rq->bpend;
+}
+
 static int64_t min_limit(int64_t a, int64_t b)
 {
     if (a <= 0)
@@ -727,23 +733,14 @@ static void set_client_read(conn_t *c)
     }
 }
 
-/* Appends "<hex>\r\n<data>\r\n" at o; the caller reserved the room. */
+/* Appends "<hex>\r\n<data>\r\n" at o; the caller reserved the room
+ * (at most 16 hex digits). */
 static char *put_chunk(char *o, const char *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    char digits[16];
-    int k = 0;
-    size_t v = n;
-    do {
-        digits[k++] = hex[v & 15];
-        v >>= 4;
-    } while (v);
-    while (k > 0)
-        *o++ = digits[--k];
-    memcpy(o, "\r\n", 2);
-    memcpy(o + 2, p, n);
-    memcpy(o + 2 + n, "\r\n", 2);
-    return o + n + 4;
+    o += snprintf(o, 19, "%zx\r\n", n);
+    memcpy(o, p, n);
+    memcpy(o + n, "\r\n", 2);
+    return o + n + 2;
 }
 
 /* Decodes the chunked body bytes in c->in into rq->bout as Hee's own
@@ -946,9 +943,8 @@ static int client_gone(conn_t *c)
 {
     if (!c->req || !(c->req->flags & RQ_BODY_DONE) || c->in.len || conn_pending(c))
         return 0;
-    char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    int p = util_socket_peek(c->fd);
+    return p == 0 || p == -1;
 }
 
 static void client_body(conn_t *c)
@@ -1362,7 +1358,7 @@ static int response_head(conn_t *c, const struct http1_response *resp)
     }
     /* Answered before the request body was all read: finish() closes, and
      * RFC 9112 9.6 asks that the response say so. */
-    if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
+    if (body_unsent(rq))
         c->flags |= CF_CLOSE;
     rq->rbody = (uint8_t)resp->body;
     if (resp->switching) {
@@ -1405,10 +1401,9 @@ static void finish(conn_t *c)
     req_t *rq = c->req;
     uconn_t *uc = c->up;
     /* A head not wholly written would prefix the next client's request. */
-    int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON | RQ_UP_WBLOCK)) && (rq->flags & RQ_BODY_DONE) &&
-                   rq->bpend == 0 && rq->head_sent == rq->head.len && rq->rbody != HTTP1_BODY_CLOSE &&
-                   uc->in.len == 0;
-    if (!(rq->flags & RQ_BODY_DONE) || rq->bpend)
+    int reusable = uc && !(rq->flags & (RQ_NO_REUSE | RQ_ABANDON | RQ_UP_WBLOCK)) && !body_unsent(rq) &&
+                   rq->head_sent == rq->head.len && rq->rbody != HTTP1_BODY_CLOSE && uc->in.len == 0;
+    if (body_unsent(rq))
         c->flags |= CF_CLOSE | CF_LINGER; /* answered early: the rest of the body is unread */
     if (uc) {
         uconn_release(uc, reusable);

@@ -537,13 +537,6 @@ static void decide(conn_t *c, const ch_info_t *ci)
     lookup(c);
 }
 
-static int socket_failed(int fd)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0;
-}
-
 static void hello(conn_t *c)
 {
     edge_worker_t *w = c->w;
@@ -567,7 +560,7 @@ static void hello(conn_t *c)
             tls_refuse(c, CH_ALERT_DECODE_ERROR);
             return;
         }
-        if (socket_failed(c->fd)) {
+        if (util_socket_error(c->fd) != 0) {
             /* A reset after half a hello: the peek still shows the old
              * bytes, and no new edge will ever come. */
             conn_close(c);

@@ -215,10 +215,7 @@ static int tls_step(uconn_t *uc)
 int uconn_progress(uconn_t *uc)
 {
     if (uc->state == UC_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
+        int err = util_socket_error(uc->fd);
         if (err) {
             uc->err = err;
             return -1;
@@ -403,13 +400,7 @@ uconn_t *uconn_connect_next(uconn_t *uc)
  * the connection). */
 static int leftover(uconn_t *uc)
 {
-    if (uc->ssl && SSL_has_pending(uc->ssl))
-        return 1;
-    if (!uc->rd_full)
-        return 0;
-    char b;
-    ssize_t n = recv(uc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    return uconn_pending(uc) || (uc->rd_full && util_socket_peek(uc->fd) != -2);
 }
 
 uconn_t *upstream_take(upstream_t *u, conn_t *owner)
@@ -418,7 +409,7 @@ uconn_t *upstream_take(upstream_t *u, conn_t *owner)
     while ((uc = TAILQ_FIRST(&u->idle)) != NULL) {
         TAILQ_REMOVE(&u->idle, uc, link);
         u->n_idle--;
-        if (!(uc->ssl && SSL_has_pending(uc->ssl)))
+        if (!uconn_pending(uc))
             break;
         uconn_close(uc); /* a TLS record came in while idle: epoll saw it read into OpenSSL */
     }

@@ -1,25 +1,125 @@
 """loopserver: the threaded server under the test origins (upstream.py,
 rawupstream.py): a listening socket on 127.0.0.1, optionally TLS, one
-thread per accepted connection running the subclass's _serve(sock, cid).
+thread per accepted connection running the subclass's _serve(sock, cid),
+and the request reader both use (HttpConn).
 
 API (for subclasses)
     LoopbackServer.__init__(self, port=0, tls=None, backlog=512)
         listens at once; tls=(certfile, keyfile) serves HTTPS
     self.port, self.url ("http://127.0.0.1:N" or "https://..."), self.lock
     self.connections          connections accepted so far (cid = 1, 2, ...)
+    self.raw_bytes            request bytes received so far (all connections)
+    self.raw_tail             the last 64 KB of them, as received
     self._serve(sock, cid)    the subclass's per-connection loop; it must
                               call self._forget(sock) when it is done
     self._tls_wrap(sock)      the TLS socket for sock (sock itself for
                               plain), tracked for stop() in its place
+    HttpConn(self, sock, cid) reads requests: read_head() -> (method, target,
+                              version, [[name, value], ...]), with the raw
+                              head in .last_head; read_body(headers) ->
+                              (length, sha256 hex), Content-Length or chunked
+                              (trailers read and dropped); Closed on EOF
     stop()                    stops accepting and shuts every connection
                               down, which wakes its thread; with
                               join_timeout > 0 (class attribute) it also
                               waits for the threads
 """
 
+import hashlib
 import socket
 import ssl
 import threading
+
+
+class Closed(Exception):
+    """The peer closed, or sent what HttpConn cannot read."""
+
+
+class HttpConn:
+    """Reads HTTP/1.1 requests off one accepted connection of srv,
+    counting every byte in srv.raw_bytes / srv.raw_tail."""
+
+    def __init__(self, srv, sock, cid):
+        self.srv = srv
+        self.s = sock
+        self.cid = cid
+        self.buf = b""
+
+    def recv_more(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise Closed()
+        with self.srv.lock:
+            self.srv.raw_bytes += len(d)
+            self.srv.raw_tail = (self.srv.raw_tail + d)[-65536:]
+        self.buf += d
+
+    def read_line(self, limit=65536):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise Closed()
+            self.recv_more()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_exact(self, n, sink):
+        while n > 0:
+            if not self.buf:
+                self.recv_more()
+            take = self.buf[:n]
+            self.buf = self.buf[len(take):]
+            sink(take)
+            n -= len(take)
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 1 << 20:
+                raise Closed()
+            self.recv_more()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.last_head = head
+        lines = head.split(b"\r\n")
+        method, target, version = lines[0].decode("latin-1").split(" ", 2)
+        headers = []
+        for ln in lines[1:]:
+            k, v = ln.decode("latin-1").split(":", 1)
+            headers.append([k, v.strip()])
+        return method, target, version, headers
+
+    def read_body(self, headers):
+        h = hashlib.sha256()
+        total = [0]
+
+        def sink(b):
+            h.update(b)
+            total[0] += len(b)
+
+        te = header_value(headers, "transfer-encoding")
+        cl = header_value(headers, "content-length")
+        if te and "chunked" in te.lower():
+            while True:
+                size = int(self.read_line().split(b";")[0], 16)
+                if size == 0:
+                    while self.read_line() != b"":
+                        pass
+                    break
+                self.read_exact(size, sink)
+                if self.read_line() != b"":
+                    raise Closed()
+        elif cl is not None:
+            self.read_exact(int(cl), sink)
+        return total[0], h.hexdigest()
+
+    def send(self, data):
+        self.s.sendall(data)
+
+
+def header_value(headers, name):
+    """The first value of name (lower-case) in [[name, value], ...], or None."""
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
 
 
 class LoopbackServer:
@@ -32,6 +132,8 @@ class LoopbackServer:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(tls[0], tls[1])
         self.connections = 0
+        self.raw_bytes = 0
+        self.raw_tail = b""
         self._socks = set()
         self._threads = []
         self._stop = False

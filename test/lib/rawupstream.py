@@ -40,15 +40,15 @@ Steps (run in order on the connection, after the request was read)
     A list that ends without close()/rst()/close_notify() keeps the
     connection open for the next request.
 
-Request bodies: Content-Length only (enough for these tests); a
-Transfer-Encoding request gets a 501 and the connection is closed.
+Request bodies: Content-Length or chunked, read with loopserver.HttpConn
+(as upstream.py reads them) and counted, never stored.
 """
 
 import socket
 import struct
 import time
 
-from loopserver import LoopbackServer
+from loopserver import Closed, HttpConn, LoopbackServer
 
 __all__ = ["RawUpstream", "Req", "send", "sleep", "close", "rst", "shutdown_write", "close_notify", "call"]
 
@@ -82,7 +82,6 @@ def call(fn):
 
 
 NOT_FOUND = [send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nno route\n")]
-HEAD_LIMIT = 1 << 20
 
 
 class Req:
@@ -146,38 +145,14 @@ class RawUpstream(LoopbackServer):
         try:
             raw.settimeout(30)
             s = self._tls_wrap(raw)
-            buf = b""
+            c = HttpConn(self, s, cid)
             seq = 0
             while not self._stop:
-                while b"\r\n\r\n" not in buf:
-                    if len(buf) > HEAD_LIMIT:
-                        raise _Done()
-                    d = s.recv(65536)
-                    if not d:
-                        raise _Done()
-                    buf += d
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.split(b"\r\n")
-                method, target = lines[0].decode("latin-1").split(" ")[:2]
-                hdrs = {}
-                for ln in lines[1:]:
-                    k, v = ln.split(b":", 1)
-                    hdrs[k.strip().lower()] = v.strip()
+                method, target, _, headers = c.read_head()
                 steps, read_body = self.routes.get(target.split("?", 1)[0], (NOT_FOUND, True))
-                body_len = 0
-                if b"transfer-encoding" in hdrs:
-                    steps, read_body = [send(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n"),
-                                        close()], False
-                elif read_body and b"content-length" in hdrs:
-                    body_len = int(hdrs[b"content-length"])
-                    while len(buf) < body_len:
-                        d = s.recv(65536)
-                        if not d:
-                            raise _Done()
-                        buf += d
-                    buf = buf[body_len:]
+                body_len = c.read_body(headers)[0] if read_body else 0
                 seq += 1
-                req = Req(cid, seq, method, target, head, body_len)
+                req = Req(cid, seq, method, target, c.last_head, body_len)
                 with self.lock:
                     self.requests.append(req)
                 if callable(steps):
@@ -185,7 +160,7 @@ class RawUpstream(LoopbackServer):
                 self._run(s, steps)
                 if not read_body:
                     raise _Done()  # the rest of the request was never parsed
-        except (_Done, OSError, ValueError):
+        except (_Done, Closed, OSError, ValueError):
             pass
         finally:
             self._forget(raw, s)

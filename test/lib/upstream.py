@@ -47,7 +47,7 @@ import ssl
 import time
 import urllib.parse
 
-from loopserver import LoopbackServer
+from loopserver import Closed, HttpConn, LoopbackServer, header_value
 
 __all__ = ["Upstream", "pattern"]
 
@@ -65,92 +65,6 @@ def pattern(n, start=0):
     return bytes(out[:n])
 
 
-class _Closed(Exception):
-    pass
-
-
-class _Conn:
-    def __init__(self, srv, sock, cid):
-        self.srv = srv
-        self.s = sock
-        self.cid = cid
-        self.buf = b""
-
-    def recv_more(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise _Closed()
-        with self.srv.lock:
-            self.srv.raw_bytes += len(d)
-            self.srv.raw_tail = (self.srv.raw_tail + d)[-65536:]
-        self.buf += d
-
-    def read_line(self, limit=65536):
-        while b"\r\n" not in self.buf:
-            if len(self.buf) > limit:
-                raise _Closed()
-            self.recv_more()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def read_exact(self, n, sink):
-        while n > 0:
-            if not self.buf:
-                self.recv_more()
-            take = self.buf[:n]
-            self.buf = self.buf[len(take):]
-            sink(take)
-            n -= len(take)
-
-    def read_head(self):
-        while b"\r\n\r\n" not in self.buf:
-            if len(self.buf) > 1 << 20:
-                raise _Closed()
-            self.recv_more()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.split(b"\r\n")
-        method, target, version = lines[0].decode("latin-1").split(" ", 2)
-        headers = []
-        for ln in lines[1:]:
-            k, v = ln.decode("latin-1").split(":", 1)
-            headers.append([k, v.strip()])
-        return method, target, version, headers
-
-    def read_body(self, headers):
-        h = hashlib.sha256()
-        total = [0]
-
-        def sink(b):
-            h.update(b)
-            total[0] += len(b)
-
-        te = _hget(headers, "transfer-encoding")
-        cl = _hget(headers, "content-length")
-        if te and "chunked" in te.lower():
-            while True:
-                size = int(self.read_line().split(b";")[0], 16)
-                if size == 0:
-                    while self.read_line() != b"":
-                        pass
-                    break
-                self.read_exact(size, sink)
-                if self.read_line() != b"":
-                    raise _Closed()
-        elif cl is not None:
-            self.read_exact(int(cl), sink)
-        return total[0], h.hexdigest()
-
-    def send(self, data):
-        self.s.sendall(data)
-
-
-def _hget(headers, name):
-    for k, v in headers:
-        if k.lower() == name:
-            return v
-    return None
-
-
 def _reason(code):
     return {101: "Switching Protocols", 200: "OK", 204: "No Content", 304: "Not Modified",
             404: "Not Found", 413: "Payload Too Large", 500: "Internal Server Error"}.get(code, "Status")
@@ -159,8 +73,6 @@ def _reason(code):
 class Upstream(LoopbackServer):
     def __init__(self, port=0, tls=None):
         self.requests = []
-        self.raw_bytes = 0
-        self.raw_tail = b""
         super().__init__(port, tls)
 
     def reset(self):
@@ -172,7 +84,7 @@ class Upstream(LoopbackServer):
 
     @staticmethod
     def header(req, name):
-        return _hget(req["headers"], name.lower())
+        return header_value(req["headers"], name.lower())
 
     def _serve(self, s, cid):
         seq = 0
@@ -181,7 +93,7 @@ class Upstream(LoopbackServer):
                 s.settimeout(10)
                 s = self._tls_wrap(s)
                 s.settimeout(None)
-            c = _Conn(self, s, cid)
+            c = HttpConn(self, s, cid)
             while True:
                 method, target, version, headers = c.read_head()
                 seq += 1
@@ -201,7 +113,7 @@ class Upstream(LoopbackServer):
                     self.requests.append(rec)
                 if not self._respond(c, method, path, q, rec):
                     return
-        except (_Closed, OSError, ValueError, ssl.SSLError):
+        except (Closed, OSError, ValueError, ssl.SSLError):
             pass
         finally:
             self._forget(s)

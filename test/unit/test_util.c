@@ -7,6 +7,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/crypto.h"
 #include "common/util.h"
@@ -123,6 +125,27 @@ static void test_usable_cpus(void **unused)
     assert_int_equal(sched_setaffinity(0, sizeof(orig), &orig), 0);
 }
 
+/* The socket helpers the edge uses to tell a peer gone from bytes
+ * waiting, without reading them. */
+static void test_socket_peek_and_error(void **unused)
+{
+    (void)unused;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(util_socket_peek(sv[0]), -2);
+    assert_int_equal(util_socket_error(sv[0]), 0);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(util_socket_peek(sv[0]), 1);
+    assert_int_equal(util_socket_peek(sv[0]), 1); /* peeked, not read */
+    char b;
+    assert_int_equal(read(sv[0], &b, 1), 1);
+    close(sv[1]);
+    assert_int_equal(util_socket_peek(sv[0]), 0);
+    close(sv[0]);
+    assert_int_equal(util_socket_peek(sv[0]), -1);
+    assert_int_not_equal(util_socket_error(sv[0]), 0); /* not a socket any more */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_digits_and_hex),
         cmocka_unit_test(test_usable_cpus),
+        cmocka_unit_test(test_socket_peek_and_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
