@@ -158,8 +158,13 @@ def edge(h, ca, host, slug=None, upstream="http://127.0.0.1:9", fallback=None, s
     return project_id
 
 
-def ssl_ctx(ca, alpn=("http/1.1",)):
+def ssl_ctx(ca, alpn=("http/1.1",), strict_eof=False):
+    """A client context trusting ca (None: no verification). strict_eof:
+    a TCP close without close_notify is an error, not a clean end; Debian's
+    Python sets OP_IGNORE_UNEXPECTED_EOF by default, which hides it."""
     ctx = ssl.create_default_context(cafile=ca.path if ca else None)
+    if strict_eof:
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     if not ca:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

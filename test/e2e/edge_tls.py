@@ -332,7 +332,8 @@ def close_notify_answered():
     on OpenSSL and on the compact record layer alike; unwrap() waits for
     it and fails on a bare close."""
     for compact in (False, True):
-        s = tls_client(H, "ok.test", CA)
+        s = ssl_ctx(CA, strict_eof=True).wrap_socket(socket.create_connection(("127.0.0.1", H.tls_port), timeout=10),
+                                                     server_hostname="ok.test")
         t0 = metric(H, TAKEOVERS)
         if compact:
             s.sendall(b"GET /echo HTTP/1.1\r\nHost: ok.test\r\n\r\n")

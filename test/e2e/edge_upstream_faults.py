@@ -71,7 +71,8 @@ class Client:
 
     def __init__(self, host, strict=False, timeout=5):
         s = socket.create_connection(("127.0.0.1", H.tls_port), timeout=timeout)
-        self.s = ssl_ctx(CA).wrap_socket(s, server_hostname=host, suppress_ragged_eofs=not strict)
+        self.s = ssl_ctx(CA, strict_eof=strict).wrap_socket(s, server_hostname=host,
+                                                           suppress_ragged_eofs=not strict)
         self.host = host
         self.buf = b""
 
