@@ -162,6 +162,12 @@ class Client:
                 data += d
         except ssl.SSLEOFError:
             return data, "eof"
+        except ssl.SSLError as e:
+            # Python 3.11.2 (Debian 12) reports OpenSSL 3's unexpected EOF
+            # as a plain SSLError; later ones as SSLEOFError.
+            if getattr(e, "reason", None) != "UNEXPECTED_EOF_WHILE_READING":
+                raise
+            return data, "eof"
         except ConnectionResetError:
             return data, "reset"
         except socket.timeout:
