@@ -15,7 +15,9 @@
  *  - a request (struct req) is one logical HTTP exchange: it gets a nonce
  *    (pool, else HEAD newNonce), signs at send time, harvests Replay-Nonce
  *    from every response (errors included), resends at once on badNonce
- *    (bounded), and retries idempotent reads after transport errors/5xx.
+ *    (bounded), and retries idempotent reads after transport errors/5xx;
+ *    at most MAX_WIRE of them per CA are on the wire (HTTP/1.1), the rest
+ *    wait their turn.
  * Results are OK / FAILED / RATE_LIMITED / TRANSIENT; the caller schedules
  * retries. Every order ends through finish(), which detaches it from the
  * client before calling the user, so the user may free the client there. */
@@ -44,6 +46,8 @@
 #define MAX_BODY (1u << 20)
 #define MAX_CHALLENGES 4
 #define TRANSPORT_RETRIES 2
+/* Exchanges on the wire per CA (each an HTTP/1.1 connection at most). */
+#define MAX_WIRE 16
 
 #define PROB_PREFIX "urn:ietf:params:acme:error:"
 
@@ -85,6 +89,8 @@ struct req {
     const char *accept;
     int sign_with_jwk;
     int nonce_phase; /* 1 while a HEAD newNonce runs on its behalf */
+    int waiting;     /* in the client's wire queue */
+    struct req *wnext;
     int badnonce_left;
     int retries_left;
     int64_t sent_ms;
@@ -168,6 +174,10 @@ struct acme_client {
     acme_order_t *orders;
     unsigned running;
     acme_order_t *queue_head, *queue_tail;
+    /* exchanges on the wire, and those waiting for a slot (FIFO) */
+    unsigned wire;
+    struct req *wq_head, *wq_tail;
+    struct event *pump;
     acme_stats_t stats;
 };
 
@@ -261,12 +271,46 @@ static void req_clear_response(struct req *r)
     r->retry_after_s = -1;
 }
 
+/* ---- the wire: at most MAX_WIRE exchanges per CA ----------------------
+ * HTTP/1.1, one exchange per connection, rather than every order
+ * multiplexed on one HTTP/2 connection: Debian 12's libcurl (7.88) has
+ * HTTP/2 stalls that were fixed only in later releases, and on one shared
+ * connection a stall holds every order at once (CI once saw a 50-name
+ * burst make no progress for 20 s; not reproduced here, so the link to
+ * curl is inferred). Over 1.1 a stall holds one exchange, for its timeout.
+ * Requests beyond MAX_WIRE wait in arrival order; a freed slot is handed on
+ * from a 0-second event, so no request starts inside another's callback. */
+
+static void wq_remove(acme_client_t *c, struct req *r)
+{
+    struct req **pp = &c->wq_head, *prev = NULL;
+    while (*pp && *pp != r)
+        prev = *pp, pp = &(*pp)->wnext;
+    if (!*pp)
+        return;
+    *pp = r->wnext;
+    if (c->wq_tail == r)
+        c->wq_tail = prev;
+    r->wnext = NULL;
+    r->waiting = 0;
+}
+
+static void wire_release(acme_client_t *c)
+{
+    c->wire--;
+    if (c->wq_head && c->pump)
+        event_active(c->pump, EV_TIMEOUT, 1);
+}
+
 static void req_stop(struct req *r)
 {
+    if (r->waiting)
+        wq_remove(r->c, r);
     if (r->easy) {
         curlev_cancel(r->c->cv, r->easy);
         curl_easy_cleanup(r->easy);
         r->easy = NULL;
+        wire_release(r->c);
     }
     curl_slist_free_all(r->hdrs);
     r->hdrs = NULL;
@@ -352,8 +396,7 @@ static int req_launch_easy(struct req *r, const char *url, enum method m, const 
     ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, ua) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L) == CURLE_OK;
-    /* Share one HTTP/2 connection among concurrent orders when possible. */
-    ok &= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) == CURLE_OK;
+    ok &= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) == CURLE_OK; /* see "the wire" */
     ok &= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK;
@@ -387,6 +430,7 @@ static int req_launch_easy(struct req *r, const char *url, enum method m, const 
     r->hdrs = h;
     r->sent_ms = mono_ms();
     r->nreq++;
+    c->wire++;
     c->stats.requests++;
     return 0;
 }
@@ -398,7 +442,7 @@ static void req_fail_local(struct req *r, CURLcode rc)
 }
 
 /* Sends the request proper (the nonce, if needed, is in the pool). */
-static void req_send(struct req *r)
+static void req_send_now(struct req *r)
 {
     acme_client_t *c = r->c;
     req_clear_response(r);
@@ -419,6 +463,35 @@ static void req_send(struct req *r)
     if (!jws || req_launch_easy(r, r->url, M_POST, jws) != 0)
         req_fail_local(r, CURLE_OUT_OF_MEMORY);
     free(jws);
+}
+
+static void req_send(struct req *r)
+{
+    acme_client_t *c = r->c;
+    if (c->wire < MAX_WIRE && !c->wq_head) {
+        req_send_now(r);
+        return;
+    }
+    r->waiting = 1;
+    r->wnext = NULL;
+    if (c->wq_tail)
+        c->wq_tail->wnext = r;
+    else
+        c->wq_head = r;
+    c->wq_tail = r;
+}
+
+static void wire_on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    acme_client_t *c = arg;
+    if (c->wire >= MAX_WIRE || !c->wq_head)
+        return;
+    struct req *r = c->wq_head;
+    wq_remove(c, r);
+    if (c->wq_head)
+        event_active(c->pump, EV_TIMEOUT, 1);
+    /* Last: a local failure ends the order, and its user may free c. */
+    req_send_now(r);
 }
 
 /* Starts a request; takes ownership of payload. */
@@ -470,6 +543,7 @@ static void req_on_curl(CURL *easy, CURLcode rc, void *arg)
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_cleanup(easy);
     r->easy = NULL;
+    wire_release(c);
     curl_slist_free_all(r->hdrs);
     r->hdrs = NULL;
     r->curl_rc = rc;
@@ -1500,7 +1574,7 @@ acme_client_t *acme_client_new(struct event_base *base, curlev_t *cv, const acme
     c->keys = cfg->keys;
     if (!c->dir_url || (cfg->ca_file && !c->ca_file) || (cfg->contact_email && !c->contact) ||
         (cfg->eab_kid && (!c->eab_kid || !c->eab_hmac)) || parse_challenges(c, cfg->challenges) != 0 ||
-        req_init(&c->creq, c, client_on_resp, c) != 0)
+        !(c->pump = event_new(base, -1, 0, wire_on_pump, c)) || req_init(&c->creq, c, client_on_resp, c) != 0)
         goto fail;
     if (c->eab_hmac) { /* catch a mangled key now, not at the first order */
         size_t n = 0;
@@ -1527,6 +1601,8 @@ void acme_client_free(acme_client_t *c)
         order_free(o);
     }
     req_fini(&c->creq);
+    if (c->pump)
+        event_free(c->pump);
     for (int i = 0; i < c->nnonces; i++)
         free(c->nonces[i]);
     free(c->dir_url);

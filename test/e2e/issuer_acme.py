@@ -72,7 +72,8 @@ def events(h, host, etype):
 
 @test
 def always_valid_issuance_and_figures():
-    h, p = daemon(lambda h: Pebble(always_valid=True, http_port=h.http_port, tls_port=h.tls_port))
+    h, p = daemon(lambda h: Pebble(always_valid=True, http_port=h.http_port, tls_port=h.tls_port),
+                  extra={"log": {"level": "debug"}})
     try:
         root = pebble_root(p)
         warm = "warm.acme-shop.com"
@@ -111,6 +112,8 @@ def always_valid_issuance_and_figures():
         ok = [x for x in res if x["ok"]]
         print("figure acme 50 new names at once: %d/50 served in %.2f s (slowest %.0f ms)"
               % (len(ok), wall, max(x["ms"] for x in res)))
+        if len(ok) != 50:  # which side stalled: Pebble's request log beside the daemon's (debug) steps
+            print("--- pebble, last 40 lines ---\n" + "\n".join(p.log_text().splitlines()[-40:]))
         expect(len(ok) == 50, "burst failures: %s" % [x["error"] for x in res if not x["ok"]][:3])
 
         # Restart: nothing is ordered again, the same certificates serve.

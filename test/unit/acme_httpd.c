@@ -25,6 +25,7 @@ struct acme_httpd {
     pthread_cond_t cv;
     unsigned live;  /* connection threads running */
     unsigned count; /* requests answered */
+    unsigned busy, peak; /* requests read and not yet answered; their most at once */
 };
 
 struct conn {
@@ -122,6 +123,10 @@ static void *conn_main(void *p)
     acme_httpd_resp_t resp = { 0 };
     char *raw = NULL;
     if (read_request(c->fd, &req, &raw) == 0) {
+        pthread_mutex_lock(&h->mu);
+        if (++h->busy > h->peak)
+            h->peak = h->busy;
+        pthread_mutex_unlock(&h->mu);
         resp.status = 200;
         h->handler(&req, &resp, h->arg);
         if (resp.delay_ms > 0) {
@@ -129,9 +134,11 @@ static void *conn_main(void *p)
             nanosleep(&ts, NULL);
         }
         /* Counted before the answer leaves: a client that has its response
-         * must already see the request in acme_httpd_count(). */
+         * must already see the request in acme_httpd_count(), and no longer
+         * in busy (so peak never exceeds what the client had in flight). */
         pthread_mutex_lock(&h->mu);
         h->count++;
+        h->busy--;
         pthread_mutex_unlock(&h->mu);
         if (resp.status > 0) {
             char head[4096];
@@ -233,6 +240,14 @@ unsigned acme_httpd_count(acme_httpd_t *h)
 {
     pthread_mutex_lock(&h->mu);
     unsigned n = h->count;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+unsigned acme_httpd_peak(acme_httpd_t *h)
+{
+    pthread_mutex_lock(&h->mu);
+    unsigned n = h->peak;
     pthread_mutex_unlock(&h->mu);
     return n;
 }

@@ -34,6 +34,8 @@ acme_httpd_t *acme_httpd_start(acme_httpd_handler handler, void *arg);
 int acme_httpd_port(const acme_httpd_t *h);
 /* Requests served so far (counted before their answer is sent). */
 unsigned acme_httpd_count(acme_httpd_t *h);
+/* Most requests ever read and not yet answered at once. */
+unsigned acme_httpd_peak(acme_httpd_t *h);
 void acme_httpd_stop(acme_httpd_t *h);
 
 #endif

@@ -2,7 +2,8 @@
  * plain HTTP, allow_http=1): the paths Pebble cannot be made to take —
  * rateLimited, problem documents, 5xx, Retry-After, the polling schedule and
  * its bound, badNonce with the error's own nonce, lost accounts, ARI
- * (RFC 9773, which Debian's Pebble 2.4 lacks), queueing behind max_orders. */
+ * (RFC 9773, which Debian's Pebble 2.4 lacks), queueing behind max_orders,
+ * the bound on exchanges in flight. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,7 +27,7 @@
 #include "control/acme.h"
 #include "control/localca.h"
 
-#define NORD 8
+#define NORD 40
 
 /* ---- the fake CA -------------------------------------------------------- */
 
@@ -45,7 +46,7 @@ typedef struct {
     /* knobs */
     int ari, rate_limit, reject, order_500, pending_forever, authz_503_once, pending_polls,
         authz_retry_after, finalize_retry_after, order_invalid, badnonce_always, badnonce_first_n,
-        account_missing, only_http01;
+        account_missing, only_http01, delay_ms;
     /* observations */
     int accounts_created, lookups, badnonce_sent, used_error_nonce, nonce_counter;
     char last_bad_nonce[32];
@@ -236,6 +237,7 @@ static void fake_handler(const acme_httpd_req_t *req, acme_httpd_resp_t *r, void
 {
     fake_t *f = arg;
     pthread_mutex_lock(&f->mu);
+    r->delay_ms = f->delay_ms;
     char nonce[32];
     snprintf(nonce, sizeof(nonce), "nonce-%d", ++f->nonce_counter);
     hdr(r, "Replay-Nonce: %s\r\n", nonce);
@@ -752,6 +754,49 @@ static void test_queue_behind_max_orders(void **state)
     assert_int_equal(fx->unpublished, 6);
 }
 
+/* 40 orders at once against a CA that takes 30 ms per answer: never more
+ * than 16 exchanges on the wire, yet the 16 are used, and every order ends. */
+static void test_wire_bound(void **state)
+{
+    fx_t *fx = *state;
+    acme_config_t cfg = { .max_orders = 40 };
+    fresh(fx, &cfg);
+    fx->fake.delay_ms = 30;
+    unsigned before = acme_httpd_peak(fx->httpd);
+    run(fx, 40);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(fx->status[i], ACME_OK);
+    unsigned peak = acme_httpd_peak(fx->httpd);
+    assert_true(peak <= 16);
+    assert_true(peak > before && peak >= 12);
+
+    /* Orders cancelled while their exchange waits for a slot leave the
+     * queue (ASan sees any dangling link); the others still end. */
+    fresh(fx, &cfg);
+    fx->fake.delay_ms = 30;
+    static slot_t slots[40];
+    acme_order_t *ord[40];
+    fx->expected = 20;
+    fx->done = 0;
+    for (int i = 0; i < 40; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "q%d.example", i);
+        slots[i] = (slot_t){ fx, i };
+        assert_non_null(ord[i] = acme_order_start(fx->client, host, PKI_KEY_EC_P256, on_done, &slots[i]));
+    }
+    struct event *t = evtimer_new(fx->base, on_run_timeout, fx->base);
+    struct timeval tv = { 0, 100 * 1000 };
+    evtimer_add(t, &tv);
+    event_base_dispatch(fx->base);
+    event_free(t);
+    for (int i = 0; i < 40; i += 2)
+        acme_order_cancel(ord[i]);
+    run_loop_for(fx->base, 30);
+    assert_int_equal(fx->done, 20);
+    for (int i = 1; i < 40; i += 2)
+        assert_int_equal(fx->status[i], ACME_OK);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -771,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_transport_error),
         cmocka_unit_test(test_challenge_preference),
         cmocka_unit_test(test_queue_behind_max_orders),
+        cmocka_unit_test(test_wire_bound),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
