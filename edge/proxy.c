@@ -461,6 +461,10 @@ static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
         } else {
             const char *colon = memchr(p, ':', n);
             n = colon ? (size_t)(colon - p) : n;
+            /* "shop.example." is the same name written absolute (RFC 1034);
+             * SNI never carries the dot, and nginx drops it as well. */
+            if (n > 1 && p[n - 1] == '.')
+                n--;
         }
         if (n > CH_SNI_MAX)
             n = CH_SNI_MAX;

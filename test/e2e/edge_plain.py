@@ -39,6 +39,9 @@ def redirect_keeps_path_and_query():
     st, hd, body = ask(s, b"GET / HTTP/1.1\r\nHost: WWW.Example.TEST:80\r\n\r\n")
     expect(st == 308 and hd.get("location") == "https://www.example.test:%d/" % TLS_PORT,
            "host lower-cased, port dropped: %r" % hd.get("location"))
+    st, hd, body = ask(s, b"GET / HTTP/1.1\r\nHost: www.example.test.:80\r\n\r\n")
+    expect(st == 308 and hd.get("location") == "https://www.example.test:%d/" % TLS_PORT,
+           "a trailing dot names the same host: %d %r" % (st, hd.get("location")))
     st, hd, body = ask(s, b"HEAD /x HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
     expect(st == 308, "HEAD redirected")
     # No body after a HEAD answer: the next response on the connection

@@ -355,6 +355,11 @@ def host_must_match_sni():
     s = conn()
     st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: APP.test:443\r\n\r\n")
     expect(st == 200, "Host compared case-insensitively without port: %d" % st)
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test.\r\n\r\n")
+    expect(st == 200, "a trailing dot names the same host: %d" % st)
+    expect(hdr(echo(body), "x-forwarded-host") == "app.test", "X-Forwarded-Host is the registered name")
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test..\r\n\r\n")
+    expect(st == 421, "only one trailing dot: %d" % st)
     s.close()
 
 
