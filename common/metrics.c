@@ -13,6 +13,8 @@ static const struct {
 } counters[M_COUNTER_COUNT] = {
     [M_CONN_ACCEPTED] = { "hee_connections_total", "", "Client connections accepted", "counter" },
     [M_CONN_REFUSED_LIMIT] = { "hee_connections_refused_total", "", "Connections closed at accept by a limit", "counter" },
+    [M_CONN_ACCEPT_PAUSED] = { "hee_edge_accept_paused_total", "",
+                               "Times a worker stopped accepting at [edge] max_conns_per_worker", "counter" },
     [M_CONN_ACTIVE] = { "hee_connections_active", "", "Client connections open now", "gauge" },
     [M_TLS_HANDSHAKES] = { "hee_tls_handshakes_total", "{result=\"ok\"}", "TLS handshakes", "counter" },
     [M_TLS_HANDSHAKE_FAILED] = { "hee_tls_handshakes_total", "{result=\"failed\"}", NULL, NULL },

@@ -69,6 +69,7 @@ conn_t *conn_new(edge_worker_t *w, int fd, const struct sockaddr *sa, int salen,
     w->n_conns++;
     metrics_add(w->hub->metrics, M_CONN_ACTIVE, 1);
     c->t0_us = clock_now_us();
+    worker_conn_added(w);
     return c;
 }
 

@@ -161,10 +161,42 @@ static void close_all(edge_worker_t *w, int idle_only)
     }
 }
 
+/* At the cap the worker stops accepting, as nginx and HAProxy do: new
+ * connections wait in the kernel's backlog (this worker's, SO_REUSEPORT)
+ * and go on when one closes, rather than being closed at once. */
+static void listeners_enable(edge_worker_t *w, int on)
+{
+    for (int i = 0; i < w->n_listeners; i++) {
+        struct evconnlistener *lev = w->listeners[i].lev;
+        if (lev && (on ? evconnlistener_enable(lev) : evconnlistener_disable(lev)) != 0)
+            log_warn("edge.listener_toggle_failed", "worker=%d on=%d", w->index, on);
+    }
+}
+
+/* Pauses or resumes accepting to match the count and the (reloadable) cap. */
+static void accept_cap(edge_worker_t *w)
+{
+    int full = w->n_conns >= w->cfg->max_conns_per_worker;
+    if (w->draining || full == w->accept_full)
+        return;
+    w->accept_full = full;
+    listeners_enable(w, !full);
+    if (full) {
+        metrics_inc(w->hub->metrics, M_CONN_ACCEPT_PAUSED);
+        log_warn("edge.connections_full", "worker=%d connections=%d", w->index, w->n_conns);
+    }
+}
+
+void worker_conn_added(edge_worker_t *w)
+{
+    accept_cap(w);
+}
+
 void worker_conn_gone(edge_worker_t *w)
 {
     if (w->draining && w->n_conns == 0)
         event_base_loopexit(w->base, NULL);
+    accept_cap(w);
 }
 
 static void drain(edge_worker_t *w, int force)
@@ -212,6 +244,7 @@ static void on_inbox(void *p, void *arg)
     case MSG_CONFIG:
         if (m->ptr && worker_apply_config(w, m->ptr) != 0)
             log_error("edge.config_failed", "worker=%d", w->index);
+        accept_cap(w); /* max_conns_per_worker may have moved */
         break;
     case MSG_DRAIN:
         drain(w, m->code != 0);
@@ -250,9 +283,12 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         proxy_start(c);
 }
 
-static void reenable(evutil_socket_t fd, short what, void *lev)
+static void reenable(evutil_socket_t fd, short what, void *arg)
 {
-    evconnlistener_enable(lev);
+    worker_listener_t *l = arg;
+    /* Not if draining freed it meanwhile, nor past the connection cap. */
+    if (l->lev && !l->w->accept_full)
+        evconnlistener_enable(l->lev);
 }
 
 static void on_accept_error(struct evconnlistener *lev, void *arg)
@@ -264,7 +300,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
         /* Out of descriptors: pause accepting briefly instead of spinning. */
         evconnlistener_disable(lev);
         struct timeval tv = { 0, 100000 };
-        event_base_once(l->w->base, -1, EV_TIMEOUT, reenable, lev, &tv);
+        event_base_once(l->w->base, -1, EV_TIMEOUT, reenable, l, &tv);
     }
 }
 

@@ -102,6 +102,7 @@ typedef struct edge_worker {
     TAILQ_HEAD(, conn) conns;        /* every client connection */
     int n_conns;
     int draining, forced;
+    int accept_full;                 /* listeners paused at max_conns_per_worker */
     int64_t mono_ms;                 /* refreshed by the tick */
 
     iobuf_pool_t pool;
@@ -140,7 +141,11 @@ void worker_free(edge_worker_t *w);
 
 /* Recomputes wc from cfg (start and MSG_CONFIG). 0 or -1. */
 int worker_apply_config(edge_worker_t *w, const config_t *cfg);
-/* Called when a connection goes away: exits the loop when draining ends. */
+/* Called when a connection is counted: at max_conns_per_worker the worker
+ * stops accepting (new connections wait in its listen backlog). */
+void worker_conn_added(edge_worker_t *w);
+/* Called when a connection goes away: accepts again below the cap; exits
+ * the loop when draining ends. */
 void worker_conn_gone(edge_worker_t *w);
 /* 1 when ip (text) is in [edge] trusted_proxies. */
 int worker_trusted(const edge_worker_t *w, const struct sockaddr_storage *ss);

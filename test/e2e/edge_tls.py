@@ -432,12 +432,17 @@ def key_capture_follows_connections():
     known_name_handshakes()
 
 
-@test
-def per_ip_limit_and_default_cert():
+def default_cert_files():
     chain, key = CA.issue("default.invalid")
     cp, kp = os.path.join(TMP, "def.crt"), os.path.join(TMP, "def.key")
     open(cp, "w").write(chain)
     open(kp, "w").write(key)
+    return cp, kp
+
+
+@test
+def per_ip_limit_and_default_cert():
+    cp, kp = default_cert_files()
     h2 = Hee(conf={"edge": {"max_conns_per_ip": "3", "default_cert": cp, "default_key": kp}})
     try:
         socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
@@ -464,6 +469,42 @@ def per_ip_limit_and_default_cert():
         st, hd, body, rest = read_response(s)
         expect(st == 421, "default certificate connection answers 421, got %d" % st)
         expect(metric(h2, "hee_connections_refused_total") >= 1, "refusal counted")
+    finally:
+        h2.stop()
+        h2.cleanup()
+
+
+@test
+def worker_cap_pauses_accepting():
+    """At max_conns_per_worker the worker stops accepting: the next client
+    waits in the backlog, unanswered but not closed, and is served as soon
+    as a connection closes."""
+    cp, kp = default_cert_files()
+    h2 = Hee(conf={"server": {"workers": "1"},
+                   "edge": {"max_conns_per_worker": "3", "default_cert": cp, "default_key": kp}})
+    try:
+        socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
+        for s in socks:  # TCP_DEFER_ACCEPT: a connection is accepted once it sends
+            s.sendall(client_hello("x.test")[:20])
+        n = wait_metric(h2, "hee_connections_active", lambda v: v >= 3, timeout=15)
+        expect(n == 3, "three connections accepted: %r" % n)
+        extra = socket.create_connection(("127.0.0.1", h2.tls_port))
+        extra.sendall(client_hello(None))
+        extra.settimeout(1.5)
+        try:
+            got = extra.recv(5)
+        except socket.timeout:
+            got = None
+        expect(got is None, "the 4th waits while the worker is full, got %r" % got)
+        socks.pop().close()
+        extra.settimeout(10)
+        got = extra.recv(5)
+        expect(got[:1] == b"\x16", "served once a slot freed: %r" % got)
+        expect(metric(h2, "hee_edge_accept_paused_total") >= 1, "pause counted")
+        expect(metric(h2, "hee_connections_refused_total") == 0, "nothing closed at accept")
+        extra.close()
+        for s in socks:
+            s.close()
     finally:
         h2.stop()
         h2.cleanup()
