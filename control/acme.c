@@ -278,7 +278,8 @@ static void req_clear_response(struct req *r)
  * connection a stall holds every order at once (a 50-name burst against
  * Pebble: in 1 run of 6 nothing reached Pebble for 30 s, until every
  * transfer timed out). Over 1.1 a stall holds one exchange, for its timeout.
- * Requests beyond MAX_WIRE wait in arrival order; a freed slot is handed on
+ * Requests beyond MAX_WIRE wait in arrival order (the POST after its nonce
+ * and a badNonce resend keep the slot they had); a freed slot is handed on
  * from a 0-second event, so no request starts inside another's callback. */
 
 static void wq_remove(acme_client_t *c, struct req *r)
@@ -549,10 +550,12 @@ static void req_on_curl(CURL *easy, CURLcode rc, void *arg)
     r->curl_rc = rc;
     /* Every response carries a fresh nonce, errors included. */
     nonce_push(c, r->nonce);
+    /* A continuation (the POST after its nonce, a badNonce resend) takes
+     * the slot just freed, with the nonce just pooled: not the queue's tail. */
     if (r->nonce_phase) {
         r->nonce_phase = 0;
         if (rc == CURLE_OK && c->nnonces > 0) {
-            req_send(r);
+            req_send_now(r);
             return;
         }
         if (rc == CURLE_OK)
@@ -563,7 +566,7 @@ static void req_on_curl(CURL *easy, CURLcode rc, void *arg)
             r->badnonce_left--;
             c->stats.badnonce_retries++;
             log_debug("acme.bad_nonce", "url=%s left=%d", r->url, r->badnonce_left);
-            req_send(r);
+            req_send_now(r);
             return;
         }
     }
@@ -662,6 +665,7 @@ static void order_detach(acme_order_t *o)
 {
     acme_client_t *c = o->c;
     unpublish(o);
+    keypool_cancel(c->keys, &o->keywait);
     req_stop(&o->req);
     if (o->timer)
         evtimer_del(o->timer);
@@ -688,9 +692,9 @@ static void order_detach(acme_order_t *o)
     queue_pop_next(c);
 }
 
+/* Never touches o->c: after finish() the user may have freed the client. */
 static void order_free(acme_order_t *o)
 {
-    keypool_cancel(o->c->keys, &o->keywait);
     req_fini(&o->req);
     if (o->timer)
         event_free(o->timer);

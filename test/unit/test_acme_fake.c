@@ -795,6 +795,49 @@ static void test_wire_bound(void **state)
     assert_int_equal(fx->done, 20);
     for (int i = 1; i < 40; i += 2)
         assert_int_equal(fx->status[i], ACME_OK);
+
+    /* Saturated, with badNonce resends and a 503 retry in the mix. */
+    fresh(fx, &cfg);
+    fx->fake.delay_ms = 20;
+    fx->fake.badnonce_first_n = 30;
+    fx->fake.authz_503_once = 1;
+    run(fx, 40);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(fx->status[i], ACME_OK);
+}
+
+static void on_done_free_client(const acme_result_t *res, void *arg)
+{
+    slot_t *s = arg;
+    fx_t *fx = s->fx;
+    fx->done++;
+    if (fx->client) { /* allowed by acme.h: the order is already on its own */
+        acme_client_free(fx->client);
+        fx->client = NULL;
+        event_base_loopbreak(fx->base);
+    }
+}
+
+/* The user frees the client in the first done callback while 39 orders and
+ * their queued exchanges are still there (ASan checks what is touched). */
+static void test_client_freed_in_done_callback(void **state)
+{
+    fx_t *fx = *state;
+    acme_config_t cfg = { .max_orders = 40 };
+    fresh(fx, &cfg);
+    fx->fake.delay_ms = 30;
+    fx->fake.reject = 1;
+    static slot_t slots[40];
+    fx->done = 0;
+    for (int i = 0; i < 40; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "f%d.example", i);
+        slots[i] = (slot_t){ fx, i };
+        assert_non_null(acme_order_start(fx->client, host, PKI_KEY_EC_P256, on_done_free_client, &slots[i]));
+    }
+    run_loop_for(fx->base, 10);
+    run_loop_for(fx->base, 1); /* nothing left to fire */
+    assert_int_equal(fx->done, 1);
 }
 
 int main(void)
@@ -817,6 +860,7 @@ int main(void)
         cmocka_unit_test(test_challenge_preference),
         cmocka_unit_test(test_queue_behind_max_orders),
         cmocka_unit_test(test_wire_bound),
+        cmocka_unit_test(test_client_freed_in_done_callback),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
