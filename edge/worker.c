@@ -162,28 +162,52 @@ static void close_all(edge_worker_t *w, int idle_only)
 }
 
 /* At the cap the worker stops accepting, as nginx and HAProxy do: new
- * connections wait in the kernel's backlog (this worker's, SO_REUSEPORT)
- * and go on when one closes, rather than being closed at once. */
-static void listeners_enable(edge_worker_t *w, int on)
+ * connections wait in the kernel's backlog and go on when one closes,
+ * rather than being closed at once. But the backlog is this worker's
+ * (SO_REUSEPORT): the kernel keeps sending it its share even when other
+ * workers have room. So a pause lasts at most header_timeout (the time a
+ * client may take for its request head anyway); after that the worker
+ * sheds: it accepts and closes (as before there was a pause) until it is
+ * below the cap again, and a client's retry can land elsewhere. It resumes
+ * a little below the cap, so that steady churn at the limit does not
+ * toggle the listeners on every connection. */
+static int listeners_enable(edge_worker_t *w, int on)
 {
+    int rc = 0;
     for (int i = 0; i < w->n_listeners; i++) {
         struct evconnlistener *lev = w->listeners[i].lev;
         if (lev && (on ? evconnlistener_enable(lev) : evconnlistener_disable(lev)) != 0)
-            log_warn("edge.listener_toggle_failed", "worker=%d on=%d", w->index, on);
+            rc = -1;
     }
+    return rc;
 }
 
-/* Pauses or resumes accepting to match the count and the (reloadable) cap. */
+/* Pauses, resumes or sheds to match the count and the (reloadable) cap;
+ * also run by the tick, which ends pauses and retries a failed enable. */
 static void accept_cap(edge_worker_t *w)
 {
-    int full = w->n_conns >= w->cfg->max_conns_per_worker;
-    if (w->draining || full == w->accept_full)
+    int cap = w->cfg->max_conns_per_worker, low = cap - 1 - cap / 100;
+    if (w->draining)
         return;
-    w->accept_full = full;
-    listeners_enable(w, !full);
-    if (full) {
+    if (w->n_conns <= low)
+        w->shedding = 0;
+    int64_t now = clock_coarse_ms();
+    if (!w->accept_full) {
+        if (w->n_conns < cap || w->shedding || listeners_enable(w, 0) != 0)
+            return;
+        w->accept_full = 1;
+        w->full_since_ms = now;
         metrics_inc(w->hub->metrics, M_CONN_ACCEPT_PAUSED);
-        log_warn("edge.connections_full", "worker=%d connections=%d", w->index, w->n_conns);
+        if (now - w->full_logged_ms >= 10000) { /* at most one line per 10 s */
+            w->full_logged_ms = now;
+            log_warn("edge.connections_full", "worker=%d connections=%d", w->index, w->n_conns);
+        }
+        return;
+    }
+    int shed = now - w->full_since_ms >= w->cfg->header_timeout_ms;
+    if ((w->n_conns <= low || shed) && listeners_enable(w, 1) == 0) {
+        w->accept_full = 0;
+        w->shedding = w->n_conns > low;
     }
 }
 
@@ -264,6 +288,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     edge_worker_t *w = arg;
     flush_metrics(w);
+    if (w->accept_full)
+        accept_cap(w);
     int64_t now = clock_coarse_ms();
     if (now - w->mono_ms >= 1000) {
         w->mono_ms = now;

@@ -102,7 +102,8 @@ typedef struct edge_worker {
     TAILQ_HEAD(, conn) conns;        /* every client connection */
     int n_conns;
     int draining, forced;
-    int accept_full;                 /* listeners paused at max_conns_per_worker */
+    int accept_full, shedding;       /* at max_conns_per_worker (worker.c: accept_cap) */
+    int64_t full_since_ms, full_logged_ms;
     int64_t mono_ms;                 /* refreshed by the tick */
 
     iobuf_pool_t pool;

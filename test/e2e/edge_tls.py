@@ -432,17 +432,12 @@ def key_capture_follows_connections():
     known_name_handshakes()
 
 
-def default_cert_files():
+@test
+def per_ip_limit_and_default_cert():
     chain, key = CA.issue("default.invalid")
     cp, kp = os.path.join(TMP, "def.crt"), os.path.join(TMP, "def.key")
     open(cp, "w").write(chain)
     open(kp, "w").write(key)
-    return cp, kp
-
-
-@test
-def per_ip_limit_and_default_cert():
-    cp, kp = default_cert_files()
     h2 = Hee(conf={"edge": {"max_conns_per_ip": "3", "default_cert": cp, "default_key": kp}})
     try:
         socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
@@ -475,35 +470,55 @@ def per_ip_limit_and_default_cert():
 
 
 @test
-def worker_cap_pauses_accepting():
+def worker_cap_pauses_then_sheds():
     """At max_conns_per_worker the worker stops accepting: the next client
     waits in the backlog, unanswered but not closed, and is served as soon
-    as a connection closes."""
-    cp, kp = default_cert_files()
-    h2 = Hee(conf={"server": {"workers": "1"},
-                   "edge": {"max_conns_per_worker": "3", "default_cert": cp, "default_key": kp}})
+    as a connection closes. A pause lasts at most header_timeout; then the
+    worker sheds (accepts and closes) until it is below the cap."""
+    h2 = Hee(conf={"server": {"workers": "1"}, "edge": {"max_conns_per_worker": "3", "header_timeout": "3s"}})
+    edge(h2, CA, "cap.test", slug="capproj", upstream=UP.url)
+
+    def holder():  # answered once, then idle on keep-alive (idle_timeout, not header_timeout)
+        s = tls_client(h2, "cap.test", CA, timeout=20)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: cap.test\r\n\r\n")
+        st = read_response(s)[0]
+        expect(st == 200, "holder answered: %d" % st)
+        return s
+
     try:
-        socks = [socket.create_connection(("127.0.0.1", h2.tls_port)) for _ in range(3)]
-        for s in socks:  # TCP_DEFER_ACCEPT: a connection is accepted once it sends
-            s.sendall(client_hello("x.test")[:20])
-        n = wait_metric(h2, "hee_connections_active", lambda v: v >= 3, timeout=15)
-        expect(n == 3, "three connections accepted: %r" % n)
-        extra = socket.create_connection(("127.0.0.1", h2.tls_port))
-        extra.sendall(client_hello(None))
-        extra.settimeout(1.5)
+        holders = [holder() for _ in range(3)]
+        done = {}
+
+        def handshake():
+            try:
+                done["sock"] = holder()
+            except (OSError, AssertionError) as e:
+                done["error"] = e
+
+        t = threading.Thread(target=handshake)
+        t.start()
+        t.join(1.0)
+        expect(not done, "the 4th waits while the worker is full: %r" % done)
+        freed = time.monotonic()  # the pause that follows starts after this
+        holders.pop().close()
+        t.join(10)
+        expect("sock" in done, "served once a slot freed: %r" % done)
+        holders.append(done["sock"])
+        expect(metric(h2, "hee_connections_refused_total") == 0, "nothing closed at accept while paused")
+
+        late = socket.create_connection(("127.0.0.1", h2.tls_port))
+        late.sendall(client_hello(None))
+        late.settimeout(15)
         try:
-            got = extra.recv(5)
-        except socket.timeout:
-            got = None
-        expect(got is None, "the 4th waits while the worker is full, got %r" % got)
-        socks.pop().close()
-        extra.settimeout(10)
-        got = extra.recv(5)
-        expect(got[:1] == b"\x16", "served once a slot freed: %r" % got)
-        expect(metric(h2, "hee_edge_accept_paused_total") >= 1, "pause counted")
-        expect(metric(h2, "hee_connections_refused_total") == 0, "nothing closed at accept")
-        extra.close()
-        for s in socks:
+            got = late.recv(5)
+        except ConnectionResetError:
+            got = b""
+        paused = time.monotonic() - freed
+        expect(got == b"" and 2.8 <= paused <= 12, "shed after a 3 s pause: %r, %.2f s" % (got, paused))
+        expect(metric(h2, "hee_connections_refused_total") >= 1, "the shed connection counted")
+        expect(metric(h2, "hee_edge_accept_paused_total") >= 2, "pauses counted")
+        late.close()
+        for s in holders:
             s.close()
     finally:
         h2.stop()
