@@ -191,10 +191,10 @@ static void accept_cap(edge_worker_t *w)
         return;
     if (w->n_conns <= low)
         w->shedding = 0;
-    int64_t now = clock_coarse_ms();
     if (!w->accept_full) {
         if (w->n_conns < cap || w->shedding || listeners_enable(w, 0) != 0)
             return;
+        int64_t now = clock_coarse_ms();
         w->accept_full = 1;
         w->full_since_ms = now;
         metrics_inc(w->hub->metrics, M_CONN_ACCEPT_PAUSED);
@@ -204,7 +204,7 @@ static void accept_cap(edge_worker_t *w)
         }
         return;
     }
-    int shed = now - w->full_since_ms >= w->cfg->header_timeout_ms;
+    int shed = clock_coarse_ms() - w->full_since_ms >= w->cfg->header_timeout_ms;
     if ((w->n_conns <= low || shed) && listeners_enable(w, 1) == 0) {
         w->accept_full = 0;
         w->shedding = w->n_conns > low;
