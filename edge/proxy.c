@@ -575,6 +575,26 @@ static void put_pair(struct out *o, const char *name, const void *v, size_t n)
     PUTS(o, "\r\n");
 }
 
+/* The client's Host as sent, less the trailing dot of an absolute name
+ * ("shop.example.:8443" → "shop.example:8443"): Hee treats both spellings
+ * as the registered name, and so should an origin that routes by Host. */
+static void put_host(struct out *o, const struct http1_span *h)
+{
+    size_t name = h->len;
+    if (name && h->p[0] != '[') {
+        const char *colon = memchr(h->p, ':', h->len);
+        name = colon ? (size_t)(colon - h->p) : h->len;
+    }
+    if (name < 2 || h->p[0] == '[' || h->p[name - 1] != '.') {
+        put_pair(o, "Host", h->p, h->len);
+        return;
+    }
+    PUTS(o, "Host: ");
+    put(o, h->p, name - 1);
+    put(o, h->p + name, h->len - name);
+    PUTS(o, "\r\n");
+}
+
 /* A name Hee sets itself, exactly or once '_' reads as '-'. */
 static int owned_name(const struct http1_span *n, const worker_conf_t *wc)
 {
@@ -682,7 +702,7 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
         PUTS(&o, "/");
     PUTS(&o, " HTTP/1.1\r\n");
     if (hr->host.p)
-        put_pair(&o, "Host", hr->host.p, hr->host.len);
+        put_host(&o, &hr->host);
     else
         put_pair(&o, "Host", r->host, r->host_len);
     copy_headers(&o, hr, wc, &f);

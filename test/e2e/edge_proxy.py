@@ -358,6 +358,10 @@ def host_must_match_sni():
     st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test.\r\n\r\n")
     expect(st == 200, "a trailing dot names the same host: %d" % st)
     expect(hdr(echo(body), "x-forwarded-host") == "app.test", "X-Forwarded-Host is the registered name")
+    expect(hdr(echo(body), "host") == "app.test", "the origin gets Host without the dot: %r" % hdr(echo(body), "host"))
+    st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: App.test.:443\r\n\r\n")
+    expect(st == 200 and hdr(echo(body), "host") == "App.test:443", "port kept, dot dropped: %d %r"
+           % (st, hdr(echo(body), "host") if st == 200 else None))
     st, hd, body = req(s, b"GET /echo HTTP/1.1\r\nHost: app.test..\r\n\r\n")
     expect(st == 421, "only one trailing dot: %d" % st)
     s.close()
