@@ -73,6 +73,7 @@ typedef struct req {
     iobuf_t bout;               /* a chunked request body, re-framed (rechunk) */
     uint32_t head_sent;
     uint32_t req_head_len;      /* client head bytes (while RQ_HEAD_IN) */
+    uint32_t host_dot;          /* offset of a trailing dot in Host's name (put_host), 0: none */
     uint8_t req_body;           /* client framing (while RQ_HEAD_IN) */
     int64_t t_start, t_sent, t_head;
     route_t *route;
@@ -464,7 +465,7 @@ static void fill_request(conn_t *c, req_t *rq, const struct http1_request *hr)
             /* "shop.example." is the same name written absolute (RFC 1034);
              * SNI never carries the dot, and nginx drops it as well. */
             if (n > 1 && p[n - 1] == '.')
-                n--;
+                rq->host_dot = (uint32_t)--n;
         }
         if (n > CH_SNI_MAX)
             n = CH_SNI_MAX;
@@ -576,22 +577,18 @@ static void put_pair(struct out *o, const char *name, const void *v, size_t n)
 }
 
 /* The client's Host as sent, less the trailing dot of an absolute name
- * ("shop.example.:8443" → "shop.example:8443"): Hee treats both spellings
- * as the registered name, and so should an origin that routes by Host. */
-static void put_host(struct out *o, const struct http1_span *h)
+ * ("shop.example.:8443" → "shop.example:8443", dot at offset `dot` as
+ * fill_request found it): Hee treats both spellings as the registered
+ * name, and so should an origin that routes by Host. */
+static void put_host(struct out *o, const struct http1_span *h, size_t dot)
 {
-    size_t name = h->len;
-    if (name && h->p[0] != '[') {
-        const char *colon = memchr(h->p, ':', h->len);
-        name = colon ? (size_t)(colon - h->p) : h->len;
-    }
-    if (name < 2 || h->p[0] == '[' || h->p[name - 1] != '.') {
+    if (!dot) {
         put_pair(o, "Host", h->p, h->len);
         return;
     }
     PUTS(o, "Host: ");
-    put(o, h->p, name - 1);
-    put(o, h->p + name, h->len - name);
+    put(o, h->p, dot);
+    put(o, h->p + dot + 1, h->len - dot - 1);
     PUTS(o, "\r\n");
 }
 
@@ -702,7 +699,7 @@ static int build_head(conn_t *c, const struct http1_request *hr, const route_t *
         PUTS(&o, "/");
     PUTS(&o, " HTTP/1.1\r\n");
     if (hr->host.p)
-        put_host(&o, &hr->host);
+        put_host(&o, &hr->host, rq->host_dot);
     else
         put_pair(&o, "Host", r->host, r->host_len);
     copy_headers(&o, hr, wc, &f);
@@ -1575,8 +1572,8 @@ static void u2c(conn_t *c)
         if (r == HTTP1_INCOMPLETE) {
             if (uc->in.len >= w->wc.lim.max_request_line + w->wc.lim.max_header_bytes)
                 local_error(c, 502, "upstream response head too large");
-            else if (uconn_pending(uc)) /* the rest of a record epoll cannot report */
-                event_active(&uc->rev, EV_READ, 0);
+            else
+                uconn_read_pending(uc); /* the rest of a record */
             return;
         }
         if (r == HTTP1_ERROR) {
@@ -1626,8 +1623,7 @@ static void u2c(conn_t *c)
     }
     if (r == 0) {
         uconn_want_read(uc, 1);
-        if (uconn_pending(uc)) /* decrypted bytes epoll cannot report */
-            event_active(&uc->rev, EV_READ, 0);
+        uconn_read_pending(uc);
     }
 }
 
@@ -1745,8 +1741,8 @@ static int tunnel_pump(conn_t *c)
     uconn_want_read(uc, f == 1 && uc->in.len == 0);
     if (uc->in.len == 0) {
         iobuf_release(&uc->in, &c->w->pool);
-        if (f == 1 && uconn_pending(uc))
-            event_active(&uc->rev, EV_READ, 0);
+        if (f == 1)
+            uconn_read_pending(uc);
     }
     return 0;
 }
@@ -1891,8 +1887,7 @@ void proxy_on_writable(conn_t *c)
                 conn_close(c);
             } else if (f == 1) {
                 uconn_want_read(c->up, 1);
-                if (uconn_pending(c->up))
-                    event_active(&c->up->rev, EV_READ, 0);
+                uconn_read_pending(c->up);
             }
             return;
         }

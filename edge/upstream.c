@@ -308,6 +308,12 @@ int uconn_pending(const uconn_t *uc)
     return uc->ssl && SSL_has_pending(uc->ssl);
 }
 
+void uconn_read_pending(uconn_t *uc)
+{
+    if (uconn_pending(uc))
+        event_active(&uc->rev, EV_READ, 0);
+}
+
 /* One non-blocking connect to address ai: the fd, or -1 with errno. *now
  * says the connect completed at once. */
 static int connect_one(const upstream_addr_t *a, unsigned ai, int *now)

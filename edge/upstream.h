@@ -142,6 +142,9 @@ ssize_t uconn_send(uconn_t *uc, const void *p, size_t n);
 ssize_t uconn_recv(uconn_t *uc, void *buf, size_t len);
 /* 1 when decrypted bytes wait inside OpenSSL (epoll will not say so). */
 int uconn_pending(const uconn_t *uc);
+/* Runs the read handler when OpenSSL holds decrypted bytes, which epoll
+ * cannot report. */
+void uconn_read_pending(uconn_t *uc);
 /* The TLS client context for https upstreams, trusting the PEM bundle
  * ca_bundle (NULL or "" = the system trust store). Reads files: call at
  * start-up. NULL with *err malloc'd on failure. The caller frees it with
