@@ -22,6 +22,15 @@ case "${1:-run}" in
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
 
+# Tests and bench/run give programs their own names by bind-mounting a file
+# over /etc/hosts in a private mount namespace, so it must exist. Every
+# installed Debian has it (the installer writes it); a debootstrap'd root
+# does not: give it Debian's stock lines.
+if [[ ${1:-run} != run && ! -e /etc/hosts && $(id -u) == 0 ]]; then
+  printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >/etc/hosts
+  echo "[deps] created /etc/hosts (stock Debian lines)"
+fi
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

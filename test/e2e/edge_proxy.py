@@ -35,8 +35,11 @@ def _hosts_namespace():
     twoaddr.test and slowfirst.test → ::1, 127.0.0.1; None when
     unshare -m cannot be used here (the name cases are then skipped)."""
     hosts = os.path.join(TMP, "hosts")
-    with open("/etc/hosts") as f:
-        base = f.read()
+    try:
+        with open("/etc/hosts") as f:
+            base = f.read()
+    except FileNotFoundError:  # nothing to bind-mount over: the check below skips
+        base = ""
     with open(hosts, "w") as f:
         f.write(base.rstrip("\n") + "\n::1 localhost ip6-localhost ip6-loopback\n::1 twoaddr.test\n"
                 "127.0.0.1 twoaddr.test\n::1 slowfirst.test\n127.0.0.1 slowfirst.test\n")
